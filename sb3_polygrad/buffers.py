@@ -1,0 +1,140 @@
+"""Replay buffer of real transitions that returns H-step windows within episodes, with simulator states."""
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+
+from sb3_polygrad.world_model.types import WindowSamples
+
+
+class PolyGRADReplayBuffer(ReplayBuffer):
+    """
+    SB3's ``ReplayBuffer`` plus ``sample_windows``: H consecutive steps of one env's episode (section 3.2).
+
+    SB3 stores ``(buffer_size, n_envs)`` arrays, each env a column of consecutive steps, so a window is H consecutive rows
+    of one column. A window never crosses an episode boundary: it may run past a termination, and the rows after it are
+    padding (terminal 1, state held at the terminal state, reward 0, action held), so the world model learns that a
+    terminated episode stays terminated; it may not run past a time-limit truncation (the future is unknown, and a
+    truncation is not a termination), nor past the write position. Windows are drawn uniformly over all valid windows
+    by rejection sampling, which wastes little: only the windows that straddle a truncation or the write head are invalid.
+
+    The simulator state (MuJoCo ``qpos``, ``qvel``) in which each action was taken is stored when the algorithm passes it
+    in ``infos[i]["sim_state"]``, so that imagined trajectories can be replayed in the simulator.
+
+    :param buffer_size: maximum number of transitions (over all envs)
+    :param observation_space: observation space
+    :param action_space: action space
+    :param device: device of the sampled tensors
+    :param n_envs: number of parallel envs
+    :param optimize_memory_usage: not supported (windows need ``next_observations``)
+    :param handle_timeout_termination: must stay ``True``: truncations must not be read as terminations
+    """
+
+    sim_states: np.ndarray | None
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+    ) -> None:
+        if optimize_memory_usage or not handle_timeout_termination:
+            raise ValueError(
+                "PolyGRADReplayBuffer needs optimize_memory_usage=False and handle_timeout_termination=True: windows are "
+                "padded with the terminal observation, and truncations must not be read as terminations"
+            )
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs, False, True)
+        self.sim_states = None
+
+    def add(  # type: ignore[override]
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        if infos and all("sim_state" in info for info in infos):
+            states = np.stack([info["sim_state"] for info in infos])  # (n_envs, S)
+            if self.sim_states is None:
+                self.sim_states = np.zeros((self.buffer_size, self.n_envs, states.shape[-1]), dtype=np.float64)
+            self.sim_states[self.pos] = states
+        super().add(obs, next_obs, action, reward, done, infos)
+
+    def n_stored(self) -> int:
+        """Number of rows written per env (the buffer holds ``n_stored() * n_envs`` transitions)."""
+        return self.buffer_size if self.full else self.pos
+
+    def _draw_windows(self, n: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw ``n`` candidate windows; return their row indices (n, H), env indices (n,) and validity (n,)."""
+        n_rows = self.n_stored()
+        first_row = self.pos if self.full else 0  # oldest row in the ring
+        age = np.random.randint(0, n_rows, size=n)[:, None] + np.arange(horizon)  # (n, H), 0 = oldest row
+        rows = (first_row + age) % self.buffer_size
+        envs = np.random.randint(0, self.n_envs, size=n)
+        written = age < n_rows
+        ended = (self.dones[rows, envs[:, None]] > 0) & written  # (n, H)
+        # Only an episode end before the last row cuts the window (the last row's own flag is just data).
+        cut = ended[:, :-1]
+        has_end = cut.any(axis=1)
+        first_end = cut.argmax(axis=1)
+        truncated = self.timeouts[rows[np.arange(n), first_end], envs] > 0
+        valid = np.where(has_end, ~truncated, written[:, -1])
+        return rows, envs, valid
+
+    def sample_windows(self, batch_size: int, horizon: int) -> WindowSamples:
+        """
+        Sample real H-step windows uniformly over all valid windows.
+
+        :param batch_size: number of windows
+        :param horizon: H, length of each window
+        :return: windows as float32 tensors on the buffer's device
+        """
+        if horizon < 2:
+            raise ValueError(f"horizon must be >= 2, got {horizon}")
+        rows_l, envs_l, found = [], [], 0
+        for _ in range(100):
+            rows, envs, valid = self._draw_windows(2 * batch_size, horizon)
+            rows_l.append(rows[valid])
+            envs_l.append(envs[valid])
+            found += int(valid.sum())
+            if found >= batch_size:
+                break
+        else:
+            raise RuntimeError(
+                f"The replay buffer holds too few {horizon}-step windows (found {found} of {batch_size} in 100 tries): "
+                "collect more steps before training (raise learning_starts) or use a shorter horizon"
+            )
+        rows, envs = np.concatenate(rows_l)[:batch_size], np.concatenate(envs_l)[:batch_size]
+        return self._gather(rows, envs)
+
+    def _gather(self, rows: np.ndarray, envs: np.ndarray) -> WindowSamples:
+        horizon = rows.shape[1]
+        env_cols = envs[:, None]  # (B, 1)
+        terminated = (self.dones[rows, env_cols] > 0) & (self.timeouts[rows, env_cols] == 0)  # (B, H)
+        # Rows after the first termination (within rows 0..H-2) are padding; they hold the terminating row's data.
+        after_end = np.cumsum(terminated[:, :-1], axis=1) > 0  # (B, H-1)
+        padded = np.concatenate([np.zeros_like(after_end[:, :1]), after_end], axis=1)  # (B, H)
+        end_row = np.where(terminated.any(axis=1), terminated.argmax(axis=1), horizon - 1)
+        held = rows[np.arange(len(rows)), end_row][:, None]  # (B, 1), row of the termination
+        src = np.where(padded, held, rows)  # (B, H)
+
+        observations = np.where(padded[..., None], self.next_observations[held, env_cols], self.observations[src, env_cols])
+        rewards = np.where(padded, 0.0, self.rewards[src, env_cols])
+        terminals = np.where(padded, 1.0, terminated)
+        sim_states = None if self.sim_states is None else self.to_torch(self.sim_states[src, env_cols]).float()
+        return WindowSamples(
+            observations=self.to_torch(observations).float(),
+            actions=self.to_torch(self.actions[src, env_cols]).float(),
+            rewards=self.to_torch(rewards).float(),
+            terminals=self.to_torch(terminals).float(),
+            sim_states=sim_states,
+        )

@@ -1,0 +1,79 @@
+"""Simulator replay: reset a MuJoCo env to a recorded state and replay actions, for the open-loop error metric."""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+
+def supports_sim_state(env: gym.Env) -> bool:
+    """Whether ``env`` is a MuJoCo env whose state can be read (``state_vector``) and set (``set_state``)."""
+    unwrapped: Any = env.unwrapped
+    return hasattr(unwrapped, "state_vector") and hasattr(unwrapped, "set_state") and hasattr(unwrapped, "model")
+
+
+def set_sim_state(env: gym.Env, sim_state: np.ndarray) -> None:
+    """Set a MuJoCo env to ``sim_state = [qpos, qvel]`` (as returned by ``state_vector``)."""
+    unwrapped: Any = env.unwrapped
+    nq = unwrapped.model.nq
+    unwrapped.set_state(sim_state[:nq], sim_state[nq:])
+
+
+def replay_actions(env: gym.Env, sim_state: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """
+    Replay actions open loop from a simulator state.
+
+    :param env: a MuJoCo env (reset at least once)
+    :param sim_state: ``[qpos, qvel]`` at the start
+    :param actions: env actions, shape (T, A)
+    :return: the observations after each step (T, O), the rewards (T,), and the number of steps taken before the episode
+        terminated (T if it did not)
+    """
+    set_sim_state(env, sim_state)
+    observations, rewards = [], []
+    for k, action in enumerate(actions):
+        obs, reward, terminated, _, _ = env.unwrapped.step(action)
+        observations.append(obs)
+        rewards.append(reward)
+        if terminated:
+            pad = len(actions) - k - 1
+            return np.array(observations + [obs] * pad), np.array(rewards + [0.0] * pad), k + 1
+    return np.array(observations), np.array(rewards), len(actions)
+
+
+def open_loop_errors(
+    env: gym.Env, trajectory: ImaginedTrajectory, start_sim_states: np.ndarray, action_low: np.ndarray, action_high: np.ndarray
+) -> dict[str, np.ndarray | float]:
+    """
+    The paper's world-model error (section 4.4): replay each imagined trajectory's actions in the simulator from the
+    recorded state of its start, and compare imagined and true states step by step, in raw units.
+
+    Steps after the true episode terminates are left out of the state error.
+
+    :param env: a MuJoCo env of the same task (reset at least once)
+    :param trajectory: imagined trajectories with actions in SB3's scaled units [-1, 1]
+    :param start_sim_states: simulator state at each trajectory's start, shape (B, S)
+    :param action_low: lower bound of the env's actions
+    :param action_high: upper bound of the env's actions
+    :return: ``state_mse`` (H,) mean over trajectories and state dimensions at each step (0 at step 0, the real start
+        state), ``reward_mse`` of the first step, and ``count`` (H,) trajectories alive at each step
+    """
+    obs = trajectory.observations.detach().cpu().numpy()
+    actions = np.clip(trajectory.actions.detach().cpu().numpy(), -1.0, 1.0)
+    env_actions = action_low + 0.5 * (actions + 1.0) * (action_high - action_low)
+    rewards = trajectory.rewards.detach().cpu().numpy()
+    horizon = obs.shape[1]
+    sq_err, count, reward_err = np.zeros(horizon), np.zeros(horizon), []
+    for i in range(obs.shape[0]):
+        true_obs, true_rewards, alive = replay_actions(env, start_sim_states[i], env_actions[i, :-1])
+        # true_obs[k - 1] is s_k; the error is compared for s_1..s_alive.
+        sq_err[1 : alive + 1] += ((obs[i, 1 : alive + 1] - true_obs[:alive]) ** 2).mean(axis=-1)
+        count[0 : alive + 1] += 1
+        reward_err.append((rewards[i, 0] - true_rewards[0]) ** 2)
+    return {
+        "state_mse": sq_err / np.maximum(count, 1),
+        "reward_mse": float(np.mean(reward_err)),
+        "count": count,
+    }

@@ -1,0 +1,181 @@
+"""One actor-critic step on a batch of imagined trajectories, with the reference's small, line-searched actor steps.
+
+Shape letters: ``B`` batch, ``H`` horizon, ``O`` obs dim, ``A`` action dim.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch as th
+from torch import nn
+
+from sb3_polygrad.common.returns import gae, masked_normalize
+from sb3_polygrad.polygrad.policies import PolyGRADPolicy
+from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+
+@dataclass
+class ActorCriticConfig:
+    """
+    Hyperparameters of the imagined actor-critic step (sections 3.4 and 3.5).
+
+    :param gamma: discount factor
+    :param gae_lambda: GAE lambda
+    :param ent_coef: entropy bonus weight
+    :param normalize_advantage: standardise advantages over the batch
+    :param max_grad_norm: gradient-norm clip of actor and critic, each
+    :param target_policy_update: target of the mean ``|log pi_old(a|s) - log pi_new(a|s)|`` of one actor step
+    :param line_search: retry the actor step with a smaller or larger rate until the update size is on target
+    :param line_search_tolerance: relative tolerance around ``target_policy_update``
+    :param line_search_ratio: factor applied to the rate at each retry
+    :param line_search_max_iters: most retries per step
+    """
+
+    gamma: float = 0.99
+    gae_lambda: float = 0.9
+    ent_coef: float = 1e-5
+    normalize_advantage: bool = True
+    max_grad_norm: float = 0.1
+    target_policy_update: float = 0.01
+    line_search: bool = True
+    line_search_tolerance: float = 0.2
+    line_search_ratio: float = 0.8
+    line_search_max_iters: int = 50
+
+
+@dataclass
+class ActorCriticStats:
+    """What one step measured, for the logger."""
+
+    actor_loss: float
+    critic_loss: float
+    entropy: float
+    update_size: float
+    initial_update_size: float
+    line_search_steps: int
+    actor_learning_rate: float
+
+
+def _set_lr(optimizer: th.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class ImaginedActorCritic:
+    """
+    The on-policy learner of PolyGRAD: one A2C step with GAE on imagined data, the actor's step size held near a target
+    by a line search. No importance ratio: the sampler makes the imagined actions (approximately) samples of pi.
+
+    Unlike the reference, a line-search retry restores everything the previous try changed: actor weights, ``log_std``
+    and the optimiser's moments (the reference restores the weights only, so each retry also re-steps ``log_std``).
+
+    :param policy: the policy to update (its actor and critic carry their optimisers)
+    :param config: hyperparameters
+    """
+
+    def __init__(self, policy: PolyGRADPolicy, config: ActorCriticConfig) -> None:
+        self.policy = policy
+        self.config = config
+
+    def losses(self, traj: ImaginedTrajectory) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """
+        :param traj: imagined trajectories in raw units
+        :return: actor loss, critic loss, the old log-probabilities (B, H-1) and the entropy
+        """
+        cfg, policy = self.config, self.policy
+        obs, actions = traj.observations[:, :-1], traj.actions[:, :-1]  # (B, H-1, O), (B, H-1, A)
+        with th.no_grad():
+            target_values = policy.critic_target(traj.observations).squeeze(-1)  # (B, H)
+            advantages, returns, weights = gae(traj.rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
+            if cfg.normalize_advantage:
+                advantages = masked_normalize(advantages, weights)
+        log_prob = policy.actor.log_prob(obs, actions)  # (B, H-1)
+        entropy = policy.actor.entropy()
+        actor_loss = (weights * (-log_prob * advantages - cfg.ent_coef * entropy)).mean()
+        critic_loss = (weights * 0.5 * (returns - policy.predict_values(obs)).square()).mean()
+        return actor_loss, critic_loss, log_prob.detach(), entropy.detach()
+
+    def update_size(self, traj: ImaginedTrajectory, old_log_prob: th.Tensor) -> float:
+        """Mean ``|log pi_old - log pi_new|`` over the batch, after a step."""
+        with th.no_grad():
+            new_log_prob = self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1])
+            return (new_log_prob - old_log_prob).abs().mean().item()
+
+    def step(self, traj: ImaginedTrajectory, actor_lr: float, max_actor_lr: float) -> ActorCriticStats:
+        """
+        One gradient step of critic and actor.
+
+        :param traj: imagined trajectories
+        :param actor_lr: the actor's current (adaptive) learning rate
+        :param max_actor_lr: upper bound of the line search
+        :return: statistics of the step
+        """
+        cfg, actor, critic = self.config, self.policy.actor, self.policy.critic
+        actor_loss, critic_loss, old_log_prob, entropy = self.losses(traj)
+        actor.optimizer.zero_grad()
+        critic.optimizer.zero_grad()  # type: ignore[attr-defined]
+        (actor_loss + critic_loss).backward()
+        nn.utils.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
+        nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+        critic.optimizer.step()  # type: ignore[attr-defined]
+
+        snapshot = (copy.deepcopy(actor.state_dict()), copy.deepcopy(actor.optimizer.state_dict()))
+        _set_lr(actor.optimizer, actor_lr)
+        actor.optimizer.step()
+        initial = size = self.update_size(traj, old_log_prob)
+        lr, steps = actor_lr, 0
+        while cfg.line_search and steps < cfg.line_search_max_iters:
+            if abs(size - cfg.target_policy_update) <= cfg.line_search_tolerance * cfg.target_policy_update:
+                break
+            new_lr = lr * cfg.line_search_ratio if size > cfg.target_policy_update else lr / cfg.line_search_ratio
+            if new_lr > max_actor_lr:
+                break  # the step is too small even at the largest rate allowed: keep it
+            # Retry from exactly the state before the step, gradients unchanged.
+            actor.load_state_dict(snapshot[0])
+            actor.optimizer.load_state_dict(copy.deepcopy(snapshot[1]))
+            lr, steps = new_lr, steps + 1
+            _set_lr(actor.optimizer, lr)
+            actor.optimizer.step()
+            size = self.update_size(traj, old_log_prob)
+        return ActorCriticStats(
+            actor_loss=actor_loss.item(),
+            critic_loss=critic_loss.item(),
+            entropy=entropy.item(),
+            update_size=size,
+            initial_update_size=initial,
+            line_search_steps=steps,
+            actor_learning_rate=lr,
+        )
+
+
+class AdaptiveLearningRate:
+    """
+    The actor's learning rate, adapted so that one step changes ``log pi`` by about the target (section 3.5).
+
+    A learnable ``log lr`` minimises ``-log lr * (target - u)`` with Adam, where ``u`` is the update size of the first
+    try, and is capped by ``max_lr``. (The reference uses AdamW, whose weight decay pulls ``log lr`` toward 0, i.e. the
+    rate toward 1; decay has no meaning for a log-rate, so plain Adam is used.)
+
+    :param init_lr: initial learning rate
+    :param learning_rate: Adam rate on ``log lr``
+    :param target: target update size
+    :param device: device of the parameter
+    """
+
+    def __init__(self, init_lr: float, learning_rate: float, target: float, device: th.device) -> None:
+        self.log_lr = th.tensor(math.log(init_lr), device=device, requires_grad=True)
+        self.optimizer = th.optim.Adam([self.log_lr], lr=learning_rate)
+        self.target = target
+
+    @property
+    def value(self) -> float:
+        return math.exp(self.log_lr.item())
+
+    def update(self, update_size: float, max_lr: float) -> None:
+        """Move ``log lr`` toward a step of the target size, then cap it at ``max_lr``."""
+        self.optimizer.zero_grad()
+        (-self.log_lr * (self.target - update_size)).backward()
+        self.optimizer.step()
+        with th.no_grad():
+            self.log_lr.clamp_(max=math.log(max_lr))

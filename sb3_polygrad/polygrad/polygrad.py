@@ -1,0 +1,509 @@
+"""PolyGRAD: policy-guided trajectory diffusion world models, as a Stable-Baselines3 algorithm."""
+
+import math
+import warnings
+from typing import Any, ClassVar, Literal, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_polygrad.buffers import PolyGRADReplayBuffer
+from sb3_polygrad.common.simulator import open_loop_errors
+from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
+from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
+from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_std
+from sb3_polygrad.world_model.types import ImaginedTrajectory
+from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
+
+SelfPolyGRAD = TypeVar("SelfPolyGRAD", bound="PolyGRAD")
+
+
+class PolyGRAD(OffPolicyAlgorithm):
+    """
+    PolyGRAD: World Models via Policy-Guided Trajectory Diffusion (Rigter, Yamada & Posner, TMLR 2024).
+
+    Paper: https://arxiv.org/abs/2312.08533 -- reference code: https://github.com/marc-rigter/polygrad-world-models
+
+    Real steps fill a replay buffer; every ``train_freq`` steps a diffusion world model takes ``gradient_steps`` updates
+    on real H-step windows, then (after ``world_model_warmup`` more steps) it imagines ``imagination_batch_size``
+    on-policy trajectories from real start states with the policy-guided sampler, and the actor-critic takes one step on
+    them. The defaults are the paper's (``polygrad-method.md`` section 4.1), except that ``learning_starts`` random steps
+    are counted in ``num_timesteps`` (the reference does not count its 5000 prefill steps).
+
+    :param policy: the policy model to use (``"MlpPolicy"``)
+    :param env: the environment to learn from (a ``Box`` action space and a flat ``Box`` observation space)
+    :param learning_rate: the actor's (largest) learning rate; a float or a schedule of the remaining progress
+    :param critic_learning_rate: the critic's learning rate (AdamW)
+    :param world_model_learning_rate: the denoiser's learning rate (Adam)
+    :param buffer_size: size of the replay buffer of real transitions
+    :param learning_starts: env steps of uniform random actions before any training
+    :param batch_size: real windows per world-model update
+    :param imagination_batch_size: imagined trajectories per actor-critic update
+    :param tau: soft-update coefficient of the critic's target (the reference's EMA decay 0.995)
+    :param gamma: discount factor
+    :param gae_lambda: GAE lambda of the imagined returns
+    :param ent_coef: entropy bonus weight
+    :param normalize_advantage: standardise advantages over the imagined batch
+    :param max_grad_norm: gradient-norm clip of actor and critic, each
+    :param train_freq: train every ``train_freq`` env steps (per env), or a tuple ``(n, "step" | "episode")``
+    :param gradient_steps: world-model updates per training call
+    :param agent_gradient_steps: imagine-then-update rounds of the actor-critic per training call
+    :param world_model_warmup: env steps after ``learning_starts`` in which only the world model trains
+    :param horizon: H, length of the diffused (and imagined) trajectories
+    :param denoiser: ``"mlp"`` (residual MLP) or ``"transformer"``
+    :param n_diffusion_steps: N, diffusion steps of the world model
+    :param noise_schedule_tau: temperature of the cosine noise schedule (paper: 0.1 for Hopper, else 1.0)
+    :param n_sampling_steps: denoising steps of imagination, strided over N (``None``: all N, as the paper)
+    :param guidance_type: ``"grad"`` (PolyGRAD), ``"sample"`` or ``"none"`` (the paper's ablations)
+    :param guidance_scale: initial guidance scale g
+    :param tune_guidance: adapt g so that imagined actions have standardised std 1 (only with ``"grad"``)
+    :param guidance_learning_rate: SGD rate on ``log g``
+    :param action_clip_std: clamp imagined actions to ``mu +- action_clip_std * sigma`` (``None``: off, an ablation)
+    :param state_change_clip: limit of the per-step change of the window in the last denoising steps (``None``: off)
+    :param state_change_clip_steps: the clip applies while the diffusion step ``t < state_change_clip_steps``
+        (``None``: the reference's ``t <= 10`` at N = 128, scaled to N)
+    :param states_for_guidance: condition the policy on ``"recon"`` (predicted clean) or ``"posterior_mean"`` states
+    :param update_states: also guide the predicted states toward higher ``log pi`` (ablation)
+    :param action_guidance_noise_scale: scale of the noise added to the actions at each guidance step
+    :param target_policy_update: target mean ``|delta log pi|`` of one actor step
+    :param adaptive_actor_lr: adapt the actor's learning rate toward ``target_policy_update``
+    :param actor_lr_learning_rate: Adam rate of the adaptive actor learning rate (on its log)
+    :param line_search: retry actor steps until the update size is within tolerance
+    :param line_search_tolerance: relative tolerance of the line search
+    :param line_search_ratio: rate factor per line-search retry
+    :param line_search_max_iters: most line-search retries per step
+    :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
+        needs a MuJoCo env built from a registered id
+    :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
+    :param world_model_kwargs: further ``DiffusionWorldModel`` arguments (``denoiser_kwargs``, EMA, ``predict_epsilon``)
+    :param replay_buffer_class: replay buffer class (a ``PolyGRADReplayBuffer``)
+    :param replay_buffer_kwargs: keyword arguments of the replay buffer
+    :param policy_kwargs: keyword arguments of the policy (``net_arch``, ``init_std``, ``min_std``, ...)
+    :param stats_window_size: window size of the rollout logging (episodes)
+    :param tensorboard_log: TensorBoard log directory (``None``: no logging)
+    :param verbose: 0 no output, 1 info, 2 debug
+    :param seed: seed of the pseudo random generators
+    :param device: device (``"cpu"``, ``"cuda"``, ``"auto"``)
+    :param _init_setup_model: whether to build the networks at creation
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy: PolyGRADPolicy
+    actor: Actor
+    replay_buffer: PolyGRADReplayBuffer
+    world_model: DiffusionWorldModel
+
+    def __init__(  # noqa: C901
+        self,
+        policy: str | type[PolyGRADPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-5,
+        critic_learning_rate: float = 3e-4,
+        world_model_learning_rate: float = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 5000,
+        batch_size: int = 256,
+        imagination_batch_size: int = 1024,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.9,
+        ent_coef: float = 1e-5,
+        normalize_advantage: bool = True,
+        max_grad_norm: float = 0.1,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 4,
+        agent_gradient_steps: int = 1,
+        world_model_warmup: int = 1000,
+        horizon: int = 10,
+        denoiser: DenoiserName = "mlp",
+        n_diffusion_steps: int = 128,
+        noise_schedule_tau: float = 1.0,
+        n_sampling_steps: int | None = None,
+        guidance_type: GuidanceType = "grad",
+        guidance_scale: float = 0.005,
+        tune_guidance: bool = True,
+        guidance_learning_rate: float = 3e-3,
+        action_clip_std: float | None = 3.0,
+        state_change_clip: float | None = 0.25,
+        state_change_clip_steps: int | None = None,
+        states_for_guidance: GuidanceStates = "recon",
+        update_states: bool = False,
+        action_guidance_noise_scale: float = 1.0,
+        target_policy_update: float = 0.01,
+        adaptive_actor_lr: bool = True,
+        actor_lr_learning_rate: float = 3e-4,
+        line_search: bool = True,
+        line_search_tolerance: float = 0.2,
+        line_search_ratio: float = 0.8,
+        line_search_max_iters: int = 50,
+        world_model_eval_freq: int = 10_000,
+        world_model_eval_trajectories: int = 100,
+        world_model_kwargs: dict[str, Any] | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            support_multi_env=True,
+            sde_support=False,
+        )
+        self.critic_learning_rate = critic_learning_rate
+        self.world_model_learning_rate = world_model_learning_rate
+        self.imagination_batch_size = imagination_batch_size
+        self.ac_config = ActorCriticConfig(
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            normalize_advantage=normalize_advantage,
+            max_grad_norm=max_grad_norm,
+            target_policy_update=target_policy_update,
+            line_search=line_search,
+            line_search_tolerance=line_search_tolerance,
+            line_search_ratio=line_search_ratio,
+            line_search_max_iters=line_search_max_iters,
+        )
+        self.agent_gradient_steps = agent_gradient_steps
+        self.world_model_warmup = world_model_warmup
+        self.horizon = horizon
+        self.denoiser = denoiser
+        self.n_diffusion_steps = n_diffusion_steps
+        self.noise_schedule_tau = noise_schedule_tau
+        self.n_sampling_steps = n_sampling_steps
+        self.guidance_type = guidance_type
+        self.guidance_scale = guidance_scale
+        self.tune_guidance = tune_guidance
+        self.guidance_learning_rate = guidance_learning_rate
+        self.sampler_kwargs = dict(
+            guidance_type=guidance_type,
+            action_clip_std=action_clip_std,
+            state_change_clip=state_change_clip,
+            state_change_clip_steps=state_change_clip_steps,
+            states_for_guidance=states_for_guidance,
+            update_states=update_states,
+            action_guidance_noise_scale=action_guidance_noise_scale,
+        )
+        self.adaptive_actor_lr = adaptive_actor_lr
+        self.actor_lr_learning_rate = actor_lr_learning_rate
+        self.world_model_eval_freq = world_model_eval_freq
+        self.world_model_eval_trajectories = world_model_eval_trajectories
+        self.world_model_kwargs = world_model_kwargs or {}
+        self._check_arguments()
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_arguments(self) -> None:
+        """Reject what PolyGRAD cannot run, with a clear message, before anything is built."""
+        if not isinstance(self.action_space, spaces.Box):
+            raise ValueError(
+                f"PolyGRAD needs a continuous (Box) action space, got {self.action_space}: its guidance is a gradient of "
+                "log pi with respect to the actions"
+            )
+        if not isinstance(self.observation_space, spaces.Box) or len(self.observation_space.shape) != 1:
+            raise ValueError(
+                f"PolyGRAD needs a flat Box observation space (proprioceptive states), got {self.observation_space}; "
+                "image and Dict observations are not supported"
+            )
+        if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
+            raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
+        if self.horizon < 2:
+            raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {self.horizon}")
+        positive = {
+            "batch_size": self.batch_size,
+            "imagination_batch_size": self.imagination_batch_size,
+            "n_diffusion_steps": self.n_diffusion_steps,
+            "guidance_scale": self.guidance_scale,
+            "critic_learning_rate": self.critic_learning_rate,
+            "world_model_learning_rate": self.world_model_learning_rate,
+            "target_policy_update": self.ac_config.target_policy_update,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if not 0 < self.ac_config.line_search_ratio < 1:
+            raise ValueError(f"line_search_ratio must be in (0, 1), got {self.ac_config.line_search_ratio}")
+        if self.learning_starts < self.horizon:
+            raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
+        max_steps = self.env.get_attr("spec")[0].max_episode_steps if self.env is not None and self.env.get_attr("spec")[0] else None
+        if max_steps is not None and self.horizon >= max_steps:
+            warnings.warn(f"horizon {self.horizon} is not shorter than the episode limit {max_steps}: few windows exist")
+        if self.tune_guidance and self.guidance_type != "grad":
+            warnings.warn(f"tune_guidance only acts with guidance_type='grad'; it is ignored with {self.guidance_type!r}")
+        if self.imagination_batch_size < 64:
+            warnings.warn(f"imagination_batch_size={self.imagination_batch_size} makes noisy actor-critic steps")
+
+    def _setup_model(self) -> None:
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = PolyGRADReplayBuffer
+        if not issubclass(self.replay_buffer_class, PolyGRADReplayBuffer):
+            raise ValueError("PolyGRAD samples H-step windows: replay_buffer_class must subclass PolyGRADReplayBuffer")
+        super()._setup_model()
+        self._create_aliases()
+        obs_dim, action_dim = self.observation_space.shape[0], self.action_space.shape[0]  # type: ignore[index]
+        self.world_model = DiffusionWorldModel(
+            obs_dim,
+            action_dim,
+            horizon=self.horizon,
+            denoiser=self.denoiser,
+            n_diffusion_steps=self.n_diffusion_steps,
+            noise_schedule_tau=self.noise_schedule_tau,
+            n_sampling_steps=self.n_sampling_steps,
+            sampler_kwargs=self.sampler_kwargs,
+            **self.world_model_kwargs,
+        ).to(self.device)
+        self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
+        self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
+        self.actor_lr = AdaptiveLearningRate(
+            self.lr_schedule(1.0), self.actor_lr_learning_rate, self.ac_config.target_policy_update, self.device
+        )
+        self.learner = ImaginedActorCritic(self.policy, self.ac_config)
+        self._open_loop_env: gym.Env | None = None
+        self._last_sim_states: np.ndarray | None = None
+        self._last_world_model_eval = 0
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
+    # ----- real-environment collection ------------------------------------------------------------------------------------
+
+    def _read_sim_states(self) -> np.ndarray | None:
+        """``[qpos, qvel]`` of every env, or ``None`` where the env is not a MuJoCo env."""
+        assert self.env is not None
+        if not self.env.has_attr("state_vector"):
+            return None
+        return np.stack(self.env.env_method("state_vector"))
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> Any:
+        resets = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if resets or self._last_sim_states is None:
+            self._last_sim_states = self._read_sim_states()
+        return result
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Uniform random actions before ``learning_starts``, then samples of the policy. The buffer keeps the *unclipped*
+        sample (in scaled units) and the env receives it clipped: the world model then learns the env's clipping, which
+        guided imagination relies on, since its Gaussian actions also leave [-1, 1] (section 2.3).
+        """
+        if self.num_timesteps < learning_starts:
+            scaled = np.random.uniform(-1.0, 1.0, size=(n_envs, *self.action_space.shape))  # type: ignore[misc]
+        else:
+            assert self._last_obs is not None
+            obs = th.as_tensor(self._last_obs, device=self.device).float()
+            with th.no_grad():
+                scaled = self.policy.sample_actions(obs).cpu().numpy()
+        return self.policy.unscale_action(np.clip(scaled, -1.0, 1.0)), scaled.astype(np.float32)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        if self._last_sim_states is not None:
+            for info, sim_state in zip(infos, self._last_sim_states, strict=True):
+                info["sim_state"] = sim_state
+        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
+        # The normaliser sees every real transition as it arrives (padding never).
+        self.world_model.normalizer.update(
+            th.as_tensor(self._last_obs, device=self.device),
+            th.as_tensor(buffer_action, device=self.device),
+            th.as_tensor(reward, device=self.device),
+            th.as_tensor(dones & ~truncated, device=self.device),
+        )
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._last_sim_states = self._read_sim_states()
+
+    # ----- training ---------------------------------------------------------------------------------------------------------
+
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """Algorithm 2 of the paper: world-model updates, then imagine, update the actor-critic and tune guidance."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer])
+        update_learning_rate(self.critic.optimizer, self.critic_learning_rate)  # type: ignore[arg-type]
+        self._train_world_model(gradient_steps, batch_size)
+        if self.num_timesteps > self.learning_starts + self.world_model_warmup:
+            for _ in range(self.agent_gradient_steps):
+                trajectory = self._imagine()
+                self._tune_guidance_scale(trajectory)
+                self._train_actor_critic(trajectory)
+        if self.world_model_eval_freq > 0 and self.num_timesteps - self._last_world_model_eval >= self.world_model_eval_freq:
+            self._last_world_model_eval = self.num_timesteps
+            self._evaluate_world_model()
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _train_world_model(self, gradient_steps: int, batch_size: int) -> None:
+        self.world_model.train()
+        losses = []
+        for _ in range(gradient_steps):
+            batch = self.replay_buffer.sample_windows(batch_size, self.horizon)
+            loss, _ = self.world_model.loss(batch)
+            self.world_model_optimizer.zero_grad()
+            loss.backward()
+            self.world_model_optimizer.step()
+            self.world_model.step_ema()
+            losses.append(loss.item())
+        self.logger.record("train/world_model_loss", float(np.mean(losses)))
+
+    def _imagine(self) -> ImaginedTrajectory:
+        start = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon).observations[:, 0]
+        trajectory = self.world_model.imagine(start, self.policy, self.log_guidance_scale.exp().item())
+        self.logger.record("imagination/reward_mean", trajectory.rewards[:, :-1].mean().item())
+        self.logger.record("imagination/done_rate", trajectory.dones[:, :-1].mean().item())
+        return trajectory
+
+    def _tune_guidance_scale(self, trajectory: ImaginedTrajectory) -> None:
+        # SGD on log g with loss -log g * (std - 1): wider-than-pi imagined actions strengthen guidance (section 1.5).
+        action_std = standardized_action_std(self.policy, trajectory)
+        if self.tune_guidance and self.guidance_type == "grad":
+            self.log_guidance_scale += self.guidance_learning_rate * (action_std - 1.0)
+        self.logger.record("train/imagined_action_std", action_std)
+        self.logger.record("train/guidance_scale", self.log_guidance_scale.exp().item())
+
+    def _train_actor_critic(self, trajectory: ImaginedTrajectory) -> None:
+        max_lr = self.lr_schedule(self._current_progress_remaining)
+        actor_lr = min(self.actor_lr.value, max_lr) if self.adaptive_actor_lr else max_lr
+        # The target critic moves before the targets are computed, as in the reference.
+        with th.no_grad():
+            th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
+        stats = self.learner.step(trajectory, actor_lr, max_lr)
+        if self.adaptive_actor_lr:
+            self.actor_lr.update(stats.initial_update_size, max_lr)
+        self._n_updates += 1
+        self.logger.record("train/actor_loss", stats.actor_loss)
+        self.logger.record("train/critic_loss", stats.critic_loss)
+        self.logger.record("train/entropy", stats.entropy)
+        self.logger.record("train/std", self.actor.std().mean().item())
+        self.logger.record("train/actor_learning_rate", stats.actor_learning_rate)
+        self.logger.record("train/policy_update_size", stats.update_size)
+        self.logger.record("train/line_search_steps", stats.line_search_steps)
+
+    # ----- world-model evaluation -------------------------------------------------------------------------------------------
+
+    def _make_open_loop_env(self) -> gym.Env | None:
+        assert self.env is not None
+        spec = self.env.get_attr("spec")[0]
+        if self.replay_buffer.sim_states is None or spec is None:
+            return None
+        # A fresh, unwrapped instance of the task: the spec's own wrappers (Monitor) cannot be rebuilt, nor are needed.
+        env = gym.make(spec.id, **spec.kwargs)
+        env.reset(seed=self.seed)
+        return env
+
+    def _evaluate_world_model(self) -> None:
+        """Log the open-loop state error of imagined trajectories against the simulator (``world_model/*``)."""
+        if self._open_loop_env is None:
+            self._open_loop_env = self._make_open_loop_env()
+            if self._open_loop_env is None:
+                self.world_model_eval_freq = 0  # not a MuJoCo env built from a registered id: nothing to compare with
+                return
+        batch = self.replay_buffer.sample_windows(self.world_model_eval_trajectories, self.horizon)
+        assert batch.sim_states is not None
+        trajectory = self.world_model.imagine(batch.observations[:, 0], self.policy, self.log_guidance_scale.exp().item())
+        errors = open_loop_errors(
+            self._open_loop_env,
+            trajectory,
+            batch.sim_states[:, 0].cpu().numpy().astype(np.float64),
+            self.action_space.low,  # type: ignore[attr-defined]
+            self.action_space.high,  # type: ignore[attr-defined]
+        )
+        state_mse = errors["state_mse"]
+        assert isinstance(state_mse, np.ndarray)
+        for k in sorted({1, 5, 10, self.horizon - 1}):
+            if k < self.horizon:
+                self.logger.record(f"world_model/state_mse_h{k}", float(state_mse[k]))
+        self.logger.record("world_model/reward_mse_h0", errors["reward_mse"])
+
+    # ----- SB3 plumbing -----------------------------------------------------------------------------------------------------
+
+    def learn(
+        self: SelfPolyGRAD,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "PolyGRAD",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPolyGRAD:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset)
+        self._open_loop_env = None
+        self._last_sim_states = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "actor",
+            "critic",
+            "critic_target",
+            "learner",
+            "_open_loop_env",
+            "_last_sim_states",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = [
+            "policy",
+            "actor.optimizer",
+            "critic.optimizer",
+            "world_model",
+            "world_model_optimizer",
+            "actor_lr.optimizer",
+        ]
+        return state_dicts, ["log_guidance_scale", "actor_lr.log_lr"]

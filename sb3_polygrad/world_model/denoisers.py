@@ -1,0 +1,193 @@
+"""Denoisers of the diffusion world model: ``forward(x_t, actions, t) -> x0_hat`` (or predicted noise).
+
+A denoiser knows nothing of the schedule, the policy or normalisation. Shape letters: ``B`` batch, ``H`` horizon,
+``D`` transition dim (obs_dim + 2: state, reward, terminal), ``A`` action dim, ``E``/``W`` widths.
+"""
+
+import math
+
+import torch as th
+from einops import rearrange
+from torch import nn
+
+
+class Denoiser(nn.Module):
+    """
+    Base class: the dimensions every denoiser exposes.
+
+    :param transition_dim: D, size of one diffused row ``[state, reward, terminal]``
+    :param action_dim: A, size of one action
+    :param horizon: H, the number of rows the denoiser takes (the transformer takes any H up to this one)
+    """
+
+    fixed_horizon: bool = True
+
+    def __init__(self, transition_dim: int, action_dim: int, horizon: int) -> None:
+        super().__init__()
+        if horizon < 2:
+            raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {horizon}")
+        self.transition_dim = transition_dim
+        self.action_dim = action_dim
+        self.horizon = horizon
+
+    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor) -> th.Tensor:
+        """
+        :param x_t: noisy transitions, shape (B, H, D)
+        :param actions: actions (scaled by ``sqrt(alpha_bar_t)`` in PolyGRAD), shape (B, H, A)
+        :param t: diffusion step of each sample, integer, shape (B,)
+        :return: prediction for the clean transitions (or the noise), shape (B, H, D)
+        """
+        raise NotImplementedError
+
+
+class RandomFourierTimeEmbedding(nn.Module):
+    """
+    ``[t, sin(2 pi w t), cos(2 pi w t)]`` with fixed random frequencies ``w ~ N(0, 1)``, then a two-layer MLP (SynthER).
+
+    The frequencies are a persistent buffer, so a loaded model sees the same features it was trained with.
+
+    :param out_dim: embedding size
+    :param n_frequencies: number of random frequencies
+    """
+
+    def __init__(self, out_dim: int, n_frequencies: int = 8) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", th.randn(n_frequencies))
+        self.mlp = nn.Sequential(nn.Linear(2 * n_frequencies + 1, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: th.Tensor) -> th.Tensor:
+        t = t.float().unsqueeze(-1)  # (B, 1); the raw step index, as the reference
+        phase = 2 * math.pi * t * self.frequencies  # (B, F)
+        return self.mlp(th.cat([t, phase.sin(), phase.cos()], dim=-1))  # (B, E)
+
+
+class ResidualBlock(nn.Module):
+    """``h + Linear(ReLU(LayerNorm(h)))``: a pre-norm residual MLP block.
+
+    :param width: W, input and output size"""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, h: th.Tensor) -> th.Tensor:
+        return h + self.linear(th.relu(self.norm(h)))
+
+
+class ResidualMLPDenoiser(Denoiser):
+    """
+    The paper's default denoiser (adapted from SynthER): the whole window, flattened, through a residual MLP.
+
+    Tied to one horizon, because the window is flattened into a fixed-size vector.
+
+    :param transition_dim: D
+    :param action_dim: A
+    :param horizon: H
+    :param hidden_dim: W, width of the residual blocks (paper: 1024)
+    :param num_layers: number of residual blocks (paper: 6)
+    :param embed_dim: floor of the input embedding size ``E = max(H * (D + A), embed_dim)``
+    """
+
+    def __init__(
+        self,
+        transition_dim: int,
+        action_dim: int,
+        horizon: int,
+        hidden_dim: int = 1024,
+        num_layers: int = 6,
+        embed_dim: int = 128,
+    ) -> None:
+        super().__init__(transition_dim, action_dim, horizon)
+        in_dim = horizon * (transition_dim + action_dim)
+        embed = max(in_dim, embed_dim)
+        self.proj = nn.Linear(in_dim, embed)
+        self.time_embedding = RandomFourierTimeEmbedding(embed)
+        self.input_layer = nn.Linear(embed, hidden_dim)
+        self.blocks = nn.Sequential(*[ResidualBlock(hidden_dim) for _ in range(num_layers)])
+        self.head = nn.Sequential(nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, horizon * transition_dim))
+
+    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor) -> th.Tensor:
+        inputs = rearrange(th.cat([x_t, actions], dim=-1), "b h c -> b (h c)")  # (B, H * (D + A))
+        h = self.proj(inputs) + self.time_embedding(t)  # (B, E)
+        out = self.head(self.blocks(self.input_layer(h)))  # (B, H * D)
+        return rearrange(out, "b (h d) -> b h d", h=self.horizon)
+
+
+def sinusoidal_embedding(t: th.Tensor, dim: int) -> th.Tensor:
+    """Transformer-style sinusoidal features of a scalar step index.
+
+    :param t: step indices, shape (B,)
+    :param dim: number of features (even)
+    :return: features, shape (B, dim)"""
+    half = dim // 2
+    freqs = th.exp(-math.log(10_000.0) * th.arange(half, device=t.device, dtype=th.float32) / half)
+    phase = t.float().unsqueeze(-1) * freqs  # (B, dim / 2)
+    return th.cat([phase.sin(), phase.cos()], dim=-1)
+
+
+class TransformerDenoiser(Denoiser):
+    """
+    One token per time step of the window: ``[x_k, a_k]`` embedded, plus a learned position and the diffusion-step
+    embedding, through pre-LayerNorm transformer blocks (nanoGPT layout, built from ``nn.TransformerEncoderLayer``).
+
+    Unlike the MLP it takes any horizon up to ``horizon``, and its size does not grow with H.
+
+    ``causal=False`` is the default here. The reference uses causal attention while denoising (row k sees only rows <= k),
+    although a denoiser of a whole trajectory has no reason to hide the future: the noisy future rows carry information
+    about the present one. Measured by ``benchmarks/denoiser_attention.py`` (results in
+    ``benchmarks/results/denoiser_attention.md``); ``causal=True`` reproduces the reference.
+
+    :param transition_dim: D
+    :param action_dim: A
+    :param horizon: the longest window the model takes (size of the position embedding)
+    :param d_model: token width (reference: 312)
+    :param n_layers: number of transformer blocks (reference: 6)
+    :param n_heads: attention heads (reference: 4)
+    :param causal: mask attention to earlier rows only, as the reference
+    :param time_conditioned: add the diffusion-step embedding; ``False`` gives the deterministic transformer world model
+        of the baselines, with the same body
+    """
+
+    fixed_horizon = False
+
+    def __init__(
+        self,
+        transition_dim: int,
+        action_dim: int,
+        horizon: int,
+        d_model: int = 312,
+        n_layers: int = 6,
+        n_heads: int = 4,
+        causal: bool = False,
+        time_conditioned: bool = True,
+    ) -> None:
+        super().__init__(transition_dim, action_dim, horizon)
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model = d_model
+        self.causal = causal
+        self.token_embedding = nn.Linear(transition_dim + action_dim, d_model)
+        self.position_embedding = nn.Parameter(th.zeros(horizon, d_model))
+        self.time_mlp = (
+            nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model)) if time_conditioned else None
+        )
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=4 * d_model, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        # enable_nested_tensor only applies to padding masks, which we never use
+        self.blocks = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, transition_dim)
+        nn.init.normal_(self.position_embedding, std=0.02)
+
+    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor | None = None) -> th.Tensor:
+        horizon = x_t.shape[1]
+        h = self.token_embedding(th.cat([x_t, actions], dim=-1)) + self.position_embedding[:horizon]  # (B, H, d_model)
+        if self.time_mlp is not None:
+            assert t is not None, "a time-conditioned transformer needs the diffusion step t"
+            h = h + self.time_mlp(sinusoidal_embedding(t, self.d_model)).unsqueeze(1)  # broadcast over H
+        mask = nn.Transformer.generate_square_subsequent_mask(horizon, device=x_t.device) if self.causal else None
+        return self.head(self.blocks(h, mask=mask, is_causal=self.causal))  # (B, H, D)
+
+
+DENOISERS: dict[str, type[Denoiser]] = {"mlp": ResidualMLPDenoiser, "transformer": TransformerDenoiser}

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from sb3_polygrad.buffers import PolyGRADReplayBuffer
+
+OBS = spaces.Box(-np.inf, np.inf, (2,), np.float64)
+ACT = spaces.Box(-1, 1, (1,), np.float32)
+
+
+def fill(buffer: PolyGRADReplayBuffer, lengths: list[list[int]], ends: list[list[str]]) -> None:
+    """Write episodes of the given lengths per env; obs = [episode id, step], reward = step + 1, action = step / 100.
+    ``ends`` says how each episode ends: "term" (terminated) or "trunc" (time limit)."""
+    n_envs = buffer.n_envs
+    streams = []
+    for env in range(n_envs):
+        rows = []
+        for ep, (length, end) in enumerate(zip(lengths[env], ends[env], strict=True)):
+            for step in range(length):
+                last = step == length - 1
+                rows.append((1000 * env + ep, step, last, last and end == "trunc"))
+        streams.append(rows)
+    for i in range(min(len(s) for s in streams)):
+        obs = np.array([[s[i][0], s[i][1]] for s in streams], dtype=np.float64)
+        next_obs = obs + np.array([0.0, 1.0])
+        action = np.array([[s[i][1] / 100] for s in streams], dtype=np.float32)
+        reward = np.array([s[i][1] + 1.0 for s in streams], dtype=np.float32)
+        done = np.array([s[i][2] for s in streams])
+        infos = [{"TimeLimit.truncated": s[i][3], "sim_state": np.array([s[i][0], s[i][1], 7.0])} for s in streams]
+        buffer.add(obs, next_obs, action, reward, done, infos)
+
+
+def check_windows(batch, horizon: int) -> None:
+    obs = batch.observations.numpy()
+    term = batch.terminals.numpy()
+    rew = batch.rewards.numpy()
+    for i in range(obs.shape[0]):
+        episode = obs[i, :, 0]
+        assert (episode == episode[0]).all(), "a window crossed an episode boundary"
+        ended = False
+        for k in range(horizon):
+            if ended:
+                # padding: terminal 1, reward 0, state held at the terminal (next) observation
+                assert term[i, k] == 1 and rew[i, k] == 0
+                assert obs[i, k, 1] == obs[i, k - 1, 1] + (1 if term[i, k - 1] and not padded_prev else 0)
+            else:
+                assert rew[i, k] == obs[i, k, 1] + 1 and obs[i, k, 1] == obs[i, 0, 1] + k
+            padded_prev = ended
+            ended = ended or term[i, k] == 1
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_windows_stay_within_episodes_and_pad_after_termination(n_envs):
+    buffer = PolyGRADReplayBuffer(10_000, OBS, ACT, "cpu", n_envs=n_envs)
+    lengths = [[3, 7, 2, 20, 5, 4, 30] for _ in range(n_envs)]
+    ends = [["term", "trunc", "term", "trunc", "term", "term", "trunc"] for _ in range(n_envs)]
+    fill(buffer, lengths, ends)
+    batch = buffer.sample_windows(2000, horizon=5)
+    assert batch.observations.shape == (2000, 5, 2) and batch.actions.shape == (2000, 5, 1)
+    assert batch.sim_states is not None and batch.sim_states.shape == (2000, 5, 3)
+    check_windows(batch, 5)
+    term = batch.terminals.numpy()
+    # padded windows exist (after terminations), and truncations are never terminals
+    assert (term[:, 1:].sum(axis=1) > 1).any()
+    obs = batch.observations.numpy()
+    truncated_last = (obs[:, :, 0] % 1000 == 1) & (obs[:, :, 1] == 6)  # last step of the truncated 7-step episode
+    assert (term[truncated_last] == 0).all()
+    if n_envs > 1:
+        assert len(np.unique(obs[:, 0, 0] // 1000)) == n_envs
+
+
+def test_no_window_runs_past_a_truncation_or_the_write_head():
+    buffer = PolyGRADReplayBuffer(10_000, OBS, ACT, "cpu")
+    fill(buffer, [[6, 9]], [["trunc", "trunc"]])  # the second episode is still running at the write head
+    batch = buffer.sample_windows(500, horizon=4)
+    obs = batch.observations.numpy()
+    # starts 0..2 of the first episode, 0..5 of the second: nothing later fits in 4 steps
+    starts = set(map(tuple, obs[:, 0].astype(int)))
+    assert starts == {(0, s) for s in range(3)} | {(1, s) for s in range(6)}
+    assert batch.terminals.sum() == 0
+
+
+def test_ring_buffer_wrap():
+    buffer = PolyGRADReplayBuffer(40, OBS, ACT, "cpu")
+    fill(buffer, [[25, 25, 25]], [["term", "term", "term"]])  # 75 rows into 40: wraps around
+    assert buffer.full
+    check_windows(buffer.sample_windows(1000, horizon=6), 6)
+
+
+def test_too_little_data_is_a_clear_error():
+    buffer = PolyGRADReplayBuffer(100, OBS, ACT, "cpu")
+    fill(buffer, [[3]], [["trunc"]])
+    with pytest.raises(RuntimeError, match="too few"):
+        buffer.sample_windows(8, horizon=5)
+    with pytest.raises(ValueError, match="horizon"):
+        buffer.sample_windows(8, horizon=1)

@@ -1,0 +1,131 @@
+import math
+
+import pytest
+import torch as th
+
+from sb3_polygrad.world_model.denoisers import ResidualMLPDenoiser
+from sb3_polygrad.world_model.normalization import TransitionNormalizer
+from sb3_polygrad.world_model.sampler import PolicyGuidedSampler, gaussian_log_prob_grad, standardized_action_std
+from sb3_polygrad.world_model.schedule import DiffusionSchedule
+from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+OBS_DIM, ACT_DIM, H = 3, 2, 5
+
+
+class FixedGaussianPolicy:
+    """mean = tanh(s W), std fixed: a policy the sampler cannot change."""
+
+    def __init__(self, std: float = 0.3) -> None:
+        self.weight = th.randn(OBS_DIM, ACT_DIM, generator=th.Generator().manual_seed(1))
+        self.std = std
+
+    def action_distribution_params(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        mean = th.tanh(observations @ self.weight)
+        return mean, th.full_like(mean, self.std)
+
+
+def make(guidance_type: str = "grad", n_steps: int = 16, **kwargs):
+    th.manual_seed(0)
+    denoiser = ResidualMLPDenoiser(OBS_DIM + 2, ACT_DIM, H, hidden_dim=32, num_layers=2)
+    sampler = PolicyGuidedSampler(DiffusionSchedule(n_steps, 1.0), guidance_type=guidance_type, **kwargs)
+    return denoiser, sampler, TransitionNormalizer(OBS_DIM, ACT_DIM)
+
+
+def imagine(denoiser, sampler, normalizer, policy, g, batch=256, seed=0):
+    obs0 = th.randn(batch, OBS_DIM, generator=th.Generator().manual_seed(seed + 100))
+    gen = th.Generator().manual_seed(seed)
+    x, a = sampler.sample(denoiser, normalizer, obs0, H, policy=policy, guidance_scale=g, generator=gen)
+    obs, rew, term = normalizer.unpack(x)
+    return obs0, ImaginedTrajectory(obs, normalizer.actions.unnormalize(a), rew, (term > 0.5).float())
+
+
+@pytest.mark.parametrize("guidance_type", ["grad", "sample", "none"])
+@pytest.mark.parametrize("update_states", [False, True])
+def test_inpainting_holds_exactly_and_shapes_are_the_same_on_every_branch(guidance_type, update_states):
+    denoiser, sampler, normalizer = make(guidance_type, update_states=update_states)
+    obs0, traj = imagine(denoiser, sampler, normalizer, FixedGaussianPolicy(), g=0.05, batch=8)
+    assert th.equal(traj.observations[:, 0], obs0)  # identity normaliser: exact
+    assert traj.observations.shape == (8, H, OBS_DIM) and traj.actions.shape == (8, H, ACT_DIM)
+    assert traj.rewards.shape == (8, H) and traj.dones.shape == (8, H)
+    assert th.isfinite(traj.actions).all()
+
+
+def test_guidance_gradient_is_the_gaussian_score():
+    mean, std = th.randn(4, ACT_DIM), th.rand(4, ACT_DIM) + 0.1
+    actions = th.randn(4, ACT_DIM, requires_grad=True)
+    log_prob = th.distributions.Normal(mean, std).log_prob(actions).sum()
+    (autograd,) = th.autograd.grad(log_prob, actions)
+    assert th.allclose(gaussian_log_prob_grad(actions.detach(), mean, std), autograd, atol=1e-5)
+
+
+def test_tuned_guidance_makes_actions_on_policy_and_no_guidance_does_not():
+    policy = FixedGaussianPolicy(std=0.3)
+    denoiser, sampler, normalizer = make("grad")
+    # The tuning rule of section 1.5 with a large rate, so it settles in a few dozen rounds.
+    log_g, stds = math.log(0.005), []
+    for i in range(40):
+        _, traj = imagine(denoiser, sampler, normalizer, policy, math.exp(log_g), seed=i)
+        stds.append(standardized_action_std(policy, traj))
+        log_g += 0.5 * (stds[-1] - 1.0)
+    assert stds[0] > 1.5  # too weak at the initial g
+    assert abs(sum(stds[-10:]) / 10 - 1.0) < 0.15
+    mean, _ = policy.action_distribution_params(traj.observations[:, :-1])
+    z = (traj.actions[:, :-1] - mean) / 0.3
+    assert abs(z.mean().item()) < 0.2  # centred on the policy mean
+
+    denoiser, sampler, normalizer = make("none")
+    _, traj = imagine(denoiser, sampler, normalizer, policy, math.exp(log_g))
+    assert standardized_action_std(policy, traj) > 2.0
+    mean, _ = policy.action_distribution_params(traj.observations[:, :-1])
+    corr = th.corrcoef(th.stack([traj.actions[:, :-1].flatten(), mean.flatten()]))[0, 1]
+    assert abs(corr.item()) < 0.2  # the clamp at the end is the only link to the policy
+
+
+def test_same_seed_same_samples():
+    denoiser, sampler, normalizer = make("grad")
+    a = imagine(denoiser, sampler, normalizer, FixedGaussianPolicy(), 0.05, seed=3)[1]
+    b = imagine(denoiser, sampler, normalizer, FixedGaussianPolicy(), 0.05, seed=3)[1]
+    c = imagine(denoiser, sampler, normalizer, FixedGaussianPolicy(), 0.05, seed=4)[1]
+    assert th.equal(a.observations, b.observations) and th.equal(a.actions, b.actions)
+    assert not th.equal(a.actions, c.actions)
+
+
+def test_unguided_sampler_is_the_plain_ddpm_loop():
+    denoiser, sampler, normalizer = make("none", n_steps=6, state_change_clip=None)
+    sched = sampler.schedule
+    obs0 = th.randn(4, OBS_DIM)
+    actions = th.randn(4, H, ACT_DIM)
+    x, a = sampler.sample(denoiser, normalizer, obs0, H, actions=actions, generator=th.Generator().manual_seed(0))
+    assert th.equal(a, actions)  # given actions are never changed
+    # The same loop written out: x_{t-1} = mu(x0_hat, x_t) + sigma_t eps, inpainting s_0 throughout.
+    gen = th.Generator().manual_seed(0)
+    ref = th.randn(4, H, OBS_DIM + 2, generator=gen)
+    ref[:, 0, :OBS_DIM] = obs0
+    for k, t in enumerate(sched.sampling_timesteps):
+        with th.no_grad():
+            x0 = denoiser(ref, sched.sampling_sqrt_alphas_cumprod[k] * actions, t.repeat(4))
+        x0[:, 0, :OBS_DIM] = obs0
+        ref = sched.posterior_coef_x0[k] * x0 + sched.posterior_coef_xt[k] * ref
+        if k < len(sched.sampling_timesteps) - 1:
+            ref = ref + sched.posterior_std[k] * th.randn(ref.shape, generator=gen)
+            ref[:, 0, :OBS_DIM] = obs0
+    assert th.allclose(x, ref, atol=1e-6)
+
+
+def test_action_clamp_bounds_final_actions():
+    policy = FixedGaussianPolicy(std=0.3)
+    denoiser, sampler, normalizer = make("none", action_clip_std=1.0, state_change_clip=None)
+    _, traj = imagine(denoiser, sampler, normalizer, policy, 0.0)
+    mean, _ = policy.action_distribution_params(traj.observations)
+    # The clamp is applied at the predicted clean states of the last step, which are the output states when the late
+    # state clip is off (at t = 0 the posterior mean is x0_hat).
+    assert ((traj.actions - mean).abs() <= 0.3 + 1e-4).all()
+
+
+def test_bad_sampler_options():
+    with pytest.raises(ValueError, match="guidance_type"):
+        make("gradient")
+    with pytest.raises(ValueError, match="states_for_guidance"):
+        make(states_for_guidance="noisy")
+    with pytest.raises(ValueError, match="action_clip_std"):
+        make(action_clip_std=-1.0)
