@@ -37,16 +37,13 @@ def check_windows(batch, horizon: int) -> None:
     for i in range(obs.shape[0]):
         episode = obs[i, :, 0]
         assert (episode == episode[0]).all(), "a window crossed an episode boundary"
-        ended = False
+        ends = np.flatnonzero(term[i] == 1)
+        end = ends[0] if len(ends) else horizon
         for k in range(horizon):
-            if ended:
-                # padding: terminal 1, reward 0, state held at the terminal (next) observation
-                assert term[i, k] == 1 and rew[i, k] == 0
-                assert obs[i, k, 1] == obs[i, k - 1, 1] + (1 if term[i, k - 1] and not padded_prev else 0)
-            else:
-                assert rew[i, k] == obs[i, k, 1] + 1 and obs[i, k, 1] == obs[i, 0, 1] + k
-            padded_prev = ended
-            ended = ended or term[i, k] == 1
+            if k <= end:  # real data: consecutive steps
+                assert obs[i, k, 1] == obs[i, 0, 1] + k and rew[i, k] == obs[i, k, 1] + 1
+            else:  # padding: terminal, no reward, state held at the terminal (next) observation of the last real row
+                assert term[i, k] == 1 and rew[i, k] == 0 and obs[i, k, 1] == obs[i, end, 1] + 1
 
 
 @pytest.mark.parametrize("n_envs", [1, 3])

@@ -68,7 +68,10 @@ def test_trained_denoiser_beats_copying_the_start_state():
 
 
 def test_loss_and_imagine_shapes_for_both_denoisers():
-    for denoiser, kwargs in [("mlp", dict(hidden_dim=16, num_layers=1)), ("transformer", dict(d_model=16, n_layers=1, n_heads=2))]:
+    for denoiser, kwargs in [
+        ("mlp", dict(hidden_dim=16, num_layers=1)),
+        ("transformer", dict(d_model=16, n_layers=1, n_heads=2)),
+    ]:
         model = DiffusionWorldModel(3, 1, horizon=5, denoiser=denoiser, n_diffusion_steps=4, denoiser_kwargs=kwargs)
         batch = WindowSamples(th.randn(6, 5, 3), th.randn(6, 5, 1), th.randn(6, 5), th.zeros(6, 5))
         loss, info = model.loss(batch)

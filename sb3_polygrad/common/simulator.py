@@ -21,6 +21,11 @@ def set_sim_state(env: gym.Env, sim_state: np.ndarray) -> None:
     unwrapped.set_state(sim_state[:nq], sim_state[nq:])
 
 
+def to_env_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Map actions in SB3's scaled units to the env's bounds, clipping to [-1, 1] first as the env's wrapper does."""
+    return low + 0.5 * (np.clip(actions, -1.0, 1.0) + 1.0) * (high - low)
+
+
 def replay_actions(env: gym.Env, sim_state: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """
     Replay actions open loop from a simulator state.
@@ -61,8 +66,7 @@ def open_loop_errors(
         state), ``reward_mse`` of the first step, and ``count`` (H,) trajectories alive at each step
     """
     obs = trajectory.observations.detach().cpu().numpy()
-    actions = np.clip(trajectory.actions.detach().cpu().numpy(), -1.0, 1.0)
-    env_actions = action_low + 0.5 * (actions + 1.0) * (action_high - action_low)
+    env_actions = to_env_actions(trajectory.actions.detach().cpu().numpy(), action_low, action_high)
     rewards = trajectory.rewards.detach().cpu().numpy()
     horizon = obs.shape[1]
     sq_err, count, reward_err = np.zeros(horizon), np.zeros(horizon), []

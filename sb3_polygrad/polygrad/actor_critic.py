@@ -86,7 +86,7 @@ class ImaginedActorCritic:
         cfg, policy = self.config, self.policy
         obs, actions = traj.observations[:, :-1], traj.actions[:, :-1]  # (B, H-1, O), (B, H-1, A)
         with th.no_grad():
-            target_values = policy.critic_target(traj.observations).squeeze(-1)  # (B, H)
+            target_values = policy.critic_target(traj.observations)  # (B, H)
             advantages, returns, weights = gae(traj.rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
             if cfg.normalize_advantage:
                 advantages = masked_normalize(advantages, weights)
@@ -114,11 +114,11 @@ class ImaginedActorCritic:
         cfg, actor, critic = self.config, self.policy.actor, self.policy.critic
         actor_loss, critic_loss, old_log_prob, entropy = self.losses(traj)
         actor.optimizer.zero_grad()
-        critic.optimizer.zero_grad()  # type: ignore[attr-defined]
+        critic.optimizer.zero_grad()
         (actor_loss + critic_loss).backward()
         nn.utils.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
         nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-        critic.optimizer.step()  # type: ignore[attr-defined]
+        critic.optimizer.step()
 
         snapshot = (copy.deepcopy(actor.state_dict()), copy.deepcopy(actor.optimizer.state_dict()))
         _set_lr(actor.optimizer, actor_lr)

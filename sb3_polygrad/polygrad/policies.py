@@ -72,6 +72,27 @@ class Actor(nn.Module):
         return (0.5 + 0.5 * math.log(2 * math.pi) + self.std().log()).sum()
 
 
+class Critic(nn.Module):
+    """
+    State-value function ``V(s)`` on raw observations.
+
+    :param obs_dim: size of an observation
+    :param net_arch: hidden layer sizes
+    :param activation_fn: activation after each LayerNorm
+    """
+
+    optimizer: th.optim.Optimizer
+
+    def __init__(self, obs_dim: int, net_arch: list[int], activation_fn: type[nn.Module]) -> None:
+        super().__init__()
+        self.net = layer_norm_mlp(obs_dim, net_arch, 1, activation_fn)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        """:param observations: raw observations, shape (..., O)
+        :return: values, shape (...,)"""
+        return self.net(observations).squeeze(-1)
+
+
 class PolyGRADPolicy(BasePolicy):
     """
     Actor, critic and the critic's EMA target, each an MLP with LayerNorm and ELU on raw observations (section 2.3).
@@ -90,8 +111,8 @@ class PolyGRADPolicy(BasePolicy):
     """
 
     actor: Actor
-    critic: nn.Sequential
-    critic_target: nn.Sequential
+    critic: Critic
+    critic_target: Critic
 
     def __init__(
         self,
@@ -123,17 +144,25 @@ class PolyGRADPolicy(BasePolicy):
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
         action_dim = int(np.prod(action_space.shape))
         self.actor = Actor(obs_dim, action_dim, pi_arch, activation_fn, init_std, min_std)
-        self.critic = layer_norm_mlp(obs_dim, vf_arch, 1, activation_fn)
+        self.critic = Critic(obs_dim, vf_arch, activation_fn)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # The critic's rate is set by the algorithm at every step; lr_schedule(1) is only a starting value.
-        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-        self.critic.optimizer = self.optimizer_class(  # type: ignore[assignment]
-            self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        self.actor.optimizer = self.optimizer_class(
+            self.actor.parameters(),
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,  # type: ignore[call-arg]
+        )
+        self.critic.optimizer = self.optimizer_class(
+            self.critic.parameters(),
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,  # type: ignore[call-arg]
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
+        del data["normalize_images"]  # flat observations only
         data.update(
+            lr_schedule=self._dummy_schedule,  # only needed to build optimisers, which a loaded policy does not restore
             net_arch=self.net_arch,
             activation_fn=self.activation_fn,
             init_std=self.init_std,
@@ -155,7 +184,7 @@ class PolyGRADPolicy(BasePolicy):
 
     def predict_values(self, observations: th.Tensor) -> th.Tensor:
         """:return: the critic's values of raw observations, shape (...,)"""
-        return self.critic(observations).squeeze(-1)
+        return self.critic(observations)
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic)

@@ -2,7 +2,7 @@
 
 import math
 import warnings
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -102,7 +102,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     replay_buffer: PolyGRADReplayBuffer
     world_model: DiffusionWorldModel
 
-    def __init__(  # noqa: C901
+    def __init__(
         self,
         policy: str | type[PolyGRADPolicy],
         env: GymEnv | str,
@@ -158,6 +158,9 @@ class PolyGRAD(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        if env is not None and not isinstance(env, str):
+            # Before SB3's own checks, whose messages point to policies PolyGRAD does not have.
+            self._check_spaces(env.observation_space, env.action_space)
         super().__init__(
             policy,
             env,
@@ -224,18 +227,22 @@ class PolyGRAD(OffPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
-    def _check_arguments(self) -> None:
-        """Reject what PolyGRAD cannot run, with a clear message, before anything is built."""
-        if not isinstance(self.action_space, spaces.Box):
+    @staticmethod
+    def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        if not isinstance(action_space, spaces.Box):
             raise ValueError(
-                f"PolyGRAD needs a continuous (Box) action space, got {self.action_space}: its guidance is a gradient of "
+                f"PolyGRAD needs a continuous (Box) action space, got {action_space}: its guidance is a gradient of "
                 "log pi with respect to the actions"
             )
-        if not isinstance(self.observation_space, spaces.Box) or len(self.observation_space.shape) != 1:
+        if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(
-                f"PolyGRAD needs a flat Box observation space (proprioceptive states), got {self.observation_space}; "
+                f"PolyGRAD needs a flat Box observation space (proprioceptive states), got {observation_space}; "
                 "image and Dict observations are not supported"
             )
+
+    def _check_arguments(self) -> None:
+        """Reject what PolyGRAD cannot run, with a clear message, before anything is built."""
+        self._check_spaces(self.observation_space, self.action_space)
         if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
             raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
         if self.horizon < 2:
@@ -256,7 +263,9 @@ class PolyGRAD(OffPolicyAlgorithm):
             raise ValueError(f"line_search_ratio must be in (0, 1), got {self.ac_config.line_search_ratio}")
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
-        max_steps = self.env.get_attr("spec")[0].max_episode_steps if self.env is not None and self.env.get_attr("spec")[0] else None
+        max_steps = (
+            self.env.get_attr("spec")[0].max_episode_steps if self.env is not None and self.env.get_attr("spec")[0] else None
+        )
         if max_steps is not None and self.horizon >= max_steps:
             warnings.warn(f"horizon {self.horizon} is not shorter than the episode limit {max_steps}: few windows exist")
         if self.tune_guidance and self.guidance_type != "grad":
@@ -367,7 +376,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         """Algorithm 2 of the paper: world-model updates, then imagine, update the actor-critic and tune guidance."""
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer])
-        update_learning_rate(self.critic.optimizer, self.critic_learning_rate)  # type: ignore[arg-type]
+        update_learning_rate(self.critic.optimizer, self.critic_learning_rate)
         self._train_world_model(gradient_steps, batch_size)
         if self.num_timesteps > self.learning_starts + self.world_model_warmup:
             for _ in range(self.agent_gradient_steps):

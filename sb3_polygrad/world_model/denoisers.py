@@ -50,6 +50,8 @@ class RandomFourierTimeEmbedding(nn.Module):
     :param n_frequencies: number of random frequencies
     """
 
+    frequencies: th.Tensor
+
     def __init__(self, out_dim: int, n_frequencies: int = 8) -> None:
         super().__init__()
         self.register_buffer("frequencies", th.randn(n_frequencies))

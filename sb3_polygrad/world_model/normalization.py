@@ -18,6 +18,12 @@ class RunningNormalizer(nn.Module):
     :param constant_threshold: a dimension whose std is below this is treated as constant and only centred
     """
 
+    mean: th.Tensor
+    var: th.Tensor
+    count: th.Tensor
+    _mean32: th.Tensor
+    _std32: th.Tensor
+
     def __init__(self, shape: tuple[int, ...], eps: float = 1e-6, constant_threshold: float = 1e-4) -> None:
         super().__init__()
         self.eps = eps

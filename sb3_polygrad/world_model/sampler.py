@@ -112,7 +112,9 @@ class PolicyGuidedSampler:
         self.action_clip_std = action_clip_std
         self.state_change_clip = state_change_clip
         self.state_change_clip_steps = (
-            max(1, round(11 * schedule.n_diffusion_steps / 128)) if state_change_clip_steps is None else state_change_clip_steps
+            max(1, round(11 * schedule.n_diffusion_steps / 128))
+            if state_change_clip_steps is None
+            else state_change_clip_steps
         )
         self.states_for_guidance = states_for_guidance
         self.update_states = update_states
@@ -215,7 +217,12 @@ class PolicyGuidedSampler:
             noise = th.randn(raw_actions.shape, device=raw_actions.device, generator=generator)
             return normalizer.actions.normalize(mean + std * noise)
         # 6. Gradient step on log pi in raw action units, then back to normalised units with the posterior's noise.
-        raw_actions = raw_actions + guidance_scale * gaussian_log_prob_grad(raw_actions, mean, std)
+        # The step g * (mu - a) / sigma^2 moves a fraction g / sigma^2 of the way to the policy mean. Past 1 it overshoots
+        # the mean, and past 2 the actions' spread grows with g: the guidance tuner reads that as too little guidance
+        # and raises g further, a runaway the reference is open to as the policy std shrinks. Capping the step at the
+        # mean (g <= sigma^2) removes it and changes nothing while g < sigma^2.
+        step = th.minimum(std.square(), th.full_like(std, guidance_scale))
+        raw_actions = raw_actions + step * gaussian_log_prob_grad(raw_actions, mean, std)
         noise = th.randn(raw_actions.shape, device=raw_actions.device, generator=generator)
         noise_std = self.action_guidance_noise_scale * self.schedule.posterior_std[k]
         return normalizer.actions.normalize(raw_actions) + noise_std * noise

@@ -48,6 +48,15 @@ class DiffusionSchedule(nn.Module):
         (``None``: all N steps, exactly the reference's sampler)
     """
 
+    alphas_cumprod: th.Tensor
+    sqrt_alphas_cumprod: th.Tensor
+    sqrt_one_minus_alphas_cumprod: th.Tensor
+    sampling_timesteps: th.Tensor  # training step index of each sampling step, noisiest first
+    sampling_sqrt_alphas_cumprod: th.Tensor
+    posterior_std: th.Tensor
+    posterior_coef_x0: th.Tensor
+    posterior_coef_xt: th.Tensor
+
     def __init__(self, n_diffusion_steps: int = 128, tau: float = 1.0, n_sampling_steps: int | None = None) -> None:
         super().__init__()
         n_sampling_steps = n_diffusion_steps if n_sampling_steps is None else n_sampling_steps

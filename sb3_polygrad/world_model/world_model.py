@@ -48,6 +48,8 @@ class DiffusionWorldModel(nn.Module):
     :param sampler_kwargs: keyword arguments of ``PolicyGuidedSampler`` (guidance type, clamps, ablations)
     """
 
+    n_updates: th.Tensor  # optimiser steps of the denoiser, saved with the model so the EMA cadence survives a reload
+
     def __init__(
         self,
         obs_dim: int,
@@ -141,7 +143,8 @@ class DiffusionWorldModel(nn.Module):
         if n < self.ema_start:
             self.ema_denoiser.load_state_dict(self.denoiser.state_dict())
         else:
-            ema, online = list(self.ema_denoiser.parameters()), list(self.denoiser.parameters())
+            ema: list[th.Tensor] = list(self.ema_denoiser.parameters())
+            online: list[th.Tensor] = list(self.denoiser.parameters())
             th._foreach_lerp_(ema, online, 1.0 - self.ema_decay)
 
     def _check_obs0(self, obs0: th.Tensor) -> None:

@@ -1,0 +1,27 @@
+import inspect
+import re
+
+import pytest
+
+from sb3_polygrad import PolyGRAD, PolyGRADPolicy
+from sb3_polygrad.buffers import PolyGRADReplayBuffer
+from sb3_polygrad.world_model import DiffusionWorldModel, PolicyGuidedSampler, ResidualMLPDenoiser, TransformerDenoiser
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        PolyGRAD,
+        PolyGRADPolicy,
+        PolyGRADReplayBuffer,
+        DiffusionWorldModel,
+        PolicyGuidedSampler,
+        ResidualMLPDenoiser,
+        TransformerDenoiser,
+    ],
+)
+def test_every_constructor_argument_is_documented(cls):
+    """The class docstring's ``:param:`` list and the signature must not drift apart."""
+    documented = re.findall(r":param (\w+):", cls.__doc__ or "")
+    arguments = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    assert documented == arguments

@@ -1,0 +1,149 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, SimpleMultiObsEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+from sb3_polygrad import PolyGRAD
+
+
+class CountSteps(BaseCallback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def _on_step(self) -> bool:
+        self.calls += 1
+        return True
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
+def test_learn_runs_and_logs(env_id, tiny_kwargs, tmp_path):
+    kwargs = {**tiny_kwargs, "world_model_eval_freq": 100, "world_model_eval_trajectories": 8}
+    model = PolyGRAD("MlpPolicy", env_id, seed=0, tensorboard_log=str(tmp_path), **kwargs)
+    callback = CountSteps()
+    model.learn(300, callback=callback, progress_bar=True)
+    # only real env steps count
+    assert model.num_timesteps == 300 and callback.calls == 300
+    assert model._n_updates > 0
+    assert list(tmp_path.glob("PolyGRAD_1/events.out.tfevents.*"))
+    obs, _ = gym.make(env_id).reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == model.action_space.shape and model.action_space.contains(action)
+
+
+def test_world_model_error_is_logged_on_mujoco(tiny_kwargs):
+    kwargs = {**tiny_kwargs, "world_model_eval_freq": 100, "world_model_eval_trajectories": 8}
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **kwargs)
+    recorded = {}
+
+    class Spy(BaseCallback):
+        def _on_training_start(self) -> None:
+            record = self.model.logger.record
+
+            def spy(key, value, exclude=None):
+                recorded[key] = value
+                record(key, value, exclude)
+
+            self.model.logger.record = spy
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(300, callback=Spy())
+    for key in [
+        "world_model/state_mse_h1",
+        "world_model/reward_mse_h0",
+        "train/guidance_scale",
+        "train/imagined_action_std",
+        "train/actor_learning_rate",
+        "train/line_search_steps",
+        "train/world_model_loss",
+        "train/critic_loss",
+    ]:
+        assert key in recorded, key
+        assert np.isfinite(recorded[key])
+    assert model.replay_buffer.sim_states is not None
+
+
+@pytest.mark.parametrize("vec_env_cls", [DummyVecEnv, SubprocVecEnv])
+def test_several_envs(vec_env_cls, tiny_kwargs):
+    env = make_vec_env("InvertedPendulum-v4", n_envs=2, seed=0, vec_env_cls=vec_env_cls)
+    model = PolyGRAD("MlpPolicy", env, seed=0, **tiny_kwargs)
+    model.learn(300)
+    assert model.num_timesteps >= 300
+    assert model.replay_buffer.sim_states is not None and model.replay_buffer.sim_states.shape[1] == 2
+    actions, _ = model.predict(env.reset(), deterministic=True)
+    assert actions.shape == (2, 1)
+    env.close()
+
+
+def test_denoiser_transformer_and_ablations_run(tiny_kwargs):
+    kwargs = {**tiny_kwargs, "world_model_kwargs": dict(denoiser_kwargs=dict(d_model=16, n_layers=1, n_heads=2))}
+    PolyGRAD("MlpPolicy", "Pendulum-v1", denoiser="transformer", seed=0, **kwargs).learn(200)
+    for ablation in [
+        dict(guidance_type="none"),
+        dict(guidance_type="sample"),
+        dict(update_states=True),
+        dict(action_clip_std=None),
+        dict(states_for_guidance="posterior_mean"),
+        dict(n_sampling_steps=4),
+    ]:
+        PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **{**tiny_kwargs, **ablation}).learn(150)
+
+
+def test_unsupported_spaces_fail_early():
+    with pytest.raises(ValueError, match="Box\\) action space"):
+        PolyGRAD("MlpPolicy", IdentityEnv(4))
+    with pytest.raises(ValueError, match="image and Dict"):
+        PolyGRAD("MlpPolicy", FakeImageEnv(discrete=False))
+    with pytest.raises(ValueError, match="image and Dict"):
+        PolyGRAD("MlpPolicy", SimpleMultiObsEnv(random_start=False, discrete_actions=False))
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1))
+    with pytest.raises(ValueError, match="VecNormalize"):
+        PolyGRAD("MlpPolicy", env)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(horizon=1), "horizon"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(guidance_scale=-1.0), "guidance_scale"),
+        (dict(guidance_type="gradient"), "guidance_type"),
+        (dict(denoiser="unet"), "denoiser"),
+        (dict(line_search_ratio=1.5), "line_search_ratio"),
+        (dict(learning_starts=5, horizon=10), "learning_starts"),
+        (dict(n_sampling_steps=200), "n_sampling_steps"),
+        (dict(world_model_kwargs=dict(denoiser_kwargs=dict(widht=3))), "widht"),
+    ],
+)
+def test_bad_hyperparameters_fail_early(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        PolyGRAD("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_questionable_settings_warn():
+    with pytest.warns(UserWarning, match="tune_guidance"):
+        PolyGRAD("MlpPolicy", "Pendulum-v1", guidance_type="none", imagination_batch_size=128, n_diffusion_steps=4)
+    with pytest.warns(UserWarning, match="horizon"):
+        PolyGRAD(
+            "MlpPolicy",
+            "Pendulum-v1",
+            horizon=250,
+            learning_starts=300,
+            n_diffusion_steps=4,
+            world_model_kwargs=dict(denoiser_kwargs=dict(hidden_dim=8, num_layers=1)),
+        )
+
+
+def test_box_action_space_with_other_bounds_is_scaled(tiny_kwargs):
+    # Pendulum acts in [-2, 2]: stored actions are in [-1, 1] scaled units (unclipped samples may exceed them).
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.learn(200)
+    stored = model.replay_buffer.actions[: model.replay_buffer.pos]
+    assert np.abs(stored[:100]).max() <= 1.0  # uniform prefill
+    assert isinstance(model.action_space, spaces.Box)

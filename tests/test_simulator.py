@@ -1,0 +1,44 @@
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+from sb3_polygrad.common.simulator import open_loop_errors, replay_actions, supports_sim_state, to_env_actions
+from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+
+def simulator_trajectory(env: gym.Env, horizon: int, seed: int) -> tuple[ImaginedTrajectory, np.ndarray]:
+    """A 'model' that returns the simulator's own trajectory, with actions in scaled units."""
+    rng = np.random.default_rng(seed)
+    obs0, _ = env.reset(seed=seed)
+    sim_state = env.unwrapped.state_vector().copy()
+    actions = rng.uniform(-1, 1, size=(horizon, 1)).astype(np.float32)
+    env_actions = to_env_actions(actions, env.action_space.low, env.action_space.high)
+    true_obs, true_rewards, _ = replay_actions(env, sim_state, env_actions[:-1])
+    obs = np.concatenate([obs0[None], true_obs])
+    traj = ImaginedTrajectory(
+        th.as_tensor(obs[None]),  # float64: the comparison is exact
+        th.as_tensor(actions[None]),
+        th.as_tensor(np.append(true_rewards, 0.0)[None]),
+        th.zeros(1, horizon),
+    )
+    return traj, sim_state
+
+
+def test_metric_is_zero_for_the_simulator_itself():
+    env = gym.make("InvertedPendulum-v4")
+    assert supports_sim_state(env)
+    env.reset(seed=0)
+    trajs, states = zip(*[simulator_trajectory(env, 6, seed) for seed in range(5)], strict=True)
+    batch = ImaginedTrajectory(
+        *(th.cat([getattr(t, f) for t in trajs]) for f in ["observations", "actions", "rewards", "dones"])
+    )
+    errors = open_loop_errors(env, batch, np.stack(states), env.action_space.low, env.action_space.high)
+    assert np.all(errors["state_mse"] == 0.0) and errors["reward_mse"] == 0.0
+    # and it is not zero for a perturbed trajectory, growing with the perturbation
+    batch.observations[:, 2:] += 0.1
+    errors = open_loop_errors(env, batch, np.stack(states), env.action_space.low, env.action_space.high)
+    assert errors["state_mse"][1] == 0.0 and np.allclose(errors["state_mse"][2:][errors["count"][2:] > 0], 0.01)
+
+
+def test_pendulum_has_no_simulator_state():
+    assert not supports_sim_state(gym.make("Pendulum-v1"))
