@@ -164,7 +164,8 @@ class AdaptiveLearningRate:
     """
 
     def __init__(self, init_lr: float, learning_rate: float, target: float, device: th.device) -> None:
-        self.log_lr = th.tensor(math.log(init_lr), device=device, requires_grad=True)
+        # A zero rate is legitimate (the zoo's enjoy loads models with learning_rate 0); its log is floored.
+        self.log_lr = th.tensor(math.log(max(init_lr, 1e-12)), device=device, requires_grad=True)
         self.optimizer = th.optim.Adam([self.log_lr], lr=learning_rate)
         self.target = target
 

@@ -242,9 +242,10 @@ class PolyGRAD(OffPolicyAlgorithm):
 
     def _check_arguments(self) -> None:
         """Reject what PolyGRAD cannot run, with a clear message, before anything is built."""
-        self._check_spaces(self.observation_space, self.action_space)
-        if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
-            raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
+        if self.env is not None:  # load() builds the model without an env, and restores the spaces afterwards
+            self._check_spaces(self.observation_space, self.action_space)
+            if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
+                raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
         if self.horizon < 2:
             raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {self.horizon}")
         positive = {
@@ -263,9 +264,8 @@ class PolyGRAD(OffPolicyAlgorithm):
             raise ValueError(f"line_search_ratio must be in (0, 1), got {self.ac_config.line_search_ratio}")
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
-        max_steps = (
-            self.env.get_attr("spec")[0].max_episode_steps if self.env is not None and self.env.get_attr("spec")[0] else None
-        )
+        spec = self.env.get_attr("spec")[0] if self.env is not None else None
+        max_steps = spec.max_episode_steps if spec is not None else None
         if max_steps is not None and self.horizon >= max_steps:
             warnings.warn(f"horizon {self.horizon} is not shorter than the episode limit {max_steps}: few windows exist")
         if self.tune_guidance and self.guidance_type != "grad":

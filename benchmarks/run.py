@@ -1,0 +1,216 @@
+"""
+Side-by-side benchmark: PolyGRAD against SB3's PPO and SAC and sb3-contrib's TRPO, on the same envs, budgets and seeds.
+
+Each (algo, env, seed) job is built by the RL Zoo's own ``ExperimentManager`` from that algorithm's zoo hyperparameters
+(PolyGRAD's from ``hyperparams/polygrad.yml``), trained for the preset's env-step budget, and evaluated every
+``eval_freq`` env steps with the deterministic policy on a separate env. Jobs run in parallel processes; each writes its
+own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without redoing finished jobs, and
+all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``.
+
+    python -m benchmarks.run --preset quick --workers 2
+    python -m benchmarks.report --preset quick
+"""
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s"]
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """One env of a preset: its budget, evaluation cadence and the return that counts as solved."""
+
+    env_id: str
+    budget: int
+    eval_freq: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A grid of envs, algorithms and seeds."""
+
+    envs: tuple[EnvSetting, ...]
+    algos: tuple[str, ...] = ("polygrad", "ppo", "sac", "trpo")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_eval_episodes: int = 10
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS = {
+    "quick": Preset(
+        envs=(
+            EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),
+            EnvSetting("InvertedDoublePendulum-v4", 30_000, 3_000, 9_000.0),
+        ),
+    ),
+    "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
+    "paper": Preset(
+        envs=(
+            EnvSetting("Hopper-v4", 1_000_000, 10_000, 3_000.0),
+            EnvSetting("Walker2d-v4", 1_500_000, 10_000, 3_000.0),
+            EnvSetting("HalfCheetah-v4", 1_500_000, 10_000, 5_000.0),
+        ),
+        device="auto",
+    ),
+}
+
+
+def zoo_config(algo: str) -> str:
+    """Path of the algorithm's zoo hyperparameter file (PolyGRAD's is the one its package ships)."""
+    import rl_zoo3
+
+    from sb3_polygrad.zoo.registration import hyperparams_path
+
+    if algo == "polygrad":
+        return str(hyperparams_path())
+    return str(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
+
+
+def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
+    """
+    The zoo's entry for ``env_id``; where it has none, the tuned entry of the same task at another version (the zoo's
+    MuJoCo entries predate some versions, e.g. PPO is tuned on ``InvertedPendulum-v2`` only), then ``default``.
+    """
+    import yaml
+
+    entries = yaml.safe_load(Path(zoo_config(algo)).read_text())
+    task = env_id.rsplit("-v", 1)[0]
+    for key in [env_id, *(f"{task}-v{v}" for v in (4, 5, 3, 2))]:
+        if key in entries:
+            return dict(entries[key])
+    return dict(entries["default"])
+
+
+def job_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:
+    return RESULTS / preset / "runs" / f"{algo}_{env_id}_{seed}.csv"
+
+
+def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
+    """Train and evaluate one (algo, env, seed); rows go to the job's CSV, written atomically at the end."""
+    import torch as th
+    from rl_zoo3.exp_manager import ExperimentManager
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    from sb3_polygrad.zoo.registration import register
+
+    warnings.filterwarnings("ignore")
+    th.set_num_threads(1)
+    register()
+    preset = PRESETS[preset_name]
+    hyperparams = zoo_hyperparams(algo, setting.env_id)
+    rows: list[dict[str, Any]] = []
+
+    class TimedEval(BaseCallback):
+        """Deterministic evaluation every ``eval_freq`` env steps; wall-clock counts training time only."""
+
+        def __init__(self, eval_env: Any) -> None:
+            super().__init__()
+            self.eval_env = eval_env
+            self.train_time = 0.0
+            self.last_eval = -1
+
+        def _on_training_start(self) -> None:
+            self.tic = time.perf_counter()
+            self.evaluate()
+
+        def evaluate(self) -> None:
+            self.train_time += time.perf_counter() - self.tic
+            sync_envs_normalization(self.model.get_env(), self.eval_env)
+            mean, std = evaluate_policy(self.model, self.eval_env, preset.n_eval_episodes, deterministic=True)
+            rows.append(dict(algo=algo, env=setting.env_id, seed=seed, env_steps=self.num_timesteps,
+                             eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2)))  # fmt: skip
+            self.last_eval = self.num_timesteps
+            self.tic = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps // setting.eval_freq > self.last_eval // setting.eval_freq:
+                self.evaluate()
+            return True
+
+    log_folder = tempfile.mkdtemp(prefix=f"bench_{algo}_")
+    try:
+        manager = ExperimentManager(
+            argparse.Namespace(), algo, setting.env_id, log_folder, n_timesteps=setting.budget, eval_freq=-1,
+            hyperparams=hyperparams, seed=seed, verbose=0, device=preset.device, config=zoo_config(algo), log_interval=-2,
+        )  # fmt: skip
+        setup = manager.setup_experiment()
+        assert setup is not None
+        model, _ = setup
+        manager.callbacks.append(TimedEval(manager.create_envs(1, eval_env=True)))
+        manager.learn(model)
+    finally:
+        shutil.rmtree(log_folder, ignore_errors=True)
+    out = job_csv(preset_name, algo, setting.env_id, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out)  # a job counts as done only once its whole CSV is written
+    return f"{algo} {setting.env_id} seed {seed}: final eval {rows[-1]['eval_return']:.1f} in {rows[-1]['wall_clock_s']:.0f} s"
+
+
+def jobs(preset_name: str, algos: list[str] | None, seeds: list[int] | None) -> Iterator[tuple[str, str, EnvSetting, int]]:
+    preset = PRESETS[preset_name]
+    for setting in preset.envs:
+        for seed in seeds or preset.seeds:
+            for algo in algos or preset.algos:
+                yield preset_name, algo, setting, seed
+
+
+def merge(preset_name: str) -> Path:
+    """Merge the per-job CSVs into the preset's tidy CSV."""
+    out = RESULTS / preset_name / f"{preset_name}.csv"
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        for path in sorted((RESULTS / preset_name / "runs").glob("*.csv")):
+            with path.open() as g:
+                writer.writerows(csv.DictReader(g))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument("--algos", nargs="+", help="subset of the preset's algorithms")
+    parser.add_argument("--seeds", nargs="+", type=int, help="subset of the preset's seeds")
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes")
+    args = parser.parse_args()
+    from tqdm import tqdm
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    todo = [job for job in jobs(args.preset, args.algos, args.seeds) if not job_csv(*job[:2], job[2].env_id, job[3]).exists()]
+    (RESULTS / args.preset).mkdir(parents=True, exist_ok=True)
+    (RESULTS / args.preset / "machine.txt").write_text(
+        f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; workers {args.workers}\n"
+    )
+    print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
+    with ProcessPoolExecutor(args.workers) as pool, tqdm(total=len(todo), desc=args.preset) as bar:
+        futures = [pool.submit(run_job, *job) for job in todo]
+        for future in as_completed(futures):
+            bar.write(future.result())
+            bar.update()
+    print(f"results: {merge(args.preset)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+import csv
+
+import pytest
+
+from benchmarks import report, run
+
+
+def test_zoo_hyperparams_fall_back_to_the_tuned_entry_of_another_version():
+    ppo = run.zoo_hyperparams("ppo", "InvertedPendulum-v4")
+    assert ppo["n_steps"] == 32  # the zoo's tuned InvertedPendulum-v2 entry, not `default`
+    assert run.zoo_hyperparams("sac", "InvertedPendulum-v4")["policy"] == "MlpPolicy"  # only `default` exists
+    assert "learning_starts" in run.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
+
+
+def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setitem(
+        run.PRESETS, "tiny", run.Preset(envs=(run.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo",), seeds=(0,))
+    )
+    monkeypatch.setattr(run, "zoo_hyperparams", lambda algo, env: dict(policy="MlpPolicy", n_steps=256, batch_size=64))
+    message = run.run_job("tiny", "ppo", run.PRESETS["tiny"].envs[0], 0)
+    assert "ppo Pendulum-v1 seed 0" in message
+    rows = list(csv.DictReader(run.job_csv("tiny", "ppo", "Pendulum-v1", 0).open()))
+    steps = [int(r["env_steps"]) for r in rows]
+    # an evaluation at the start and at every 256 steps; the zoo's Pendulum entry runs 4 envs, so PPO collects its
+    # rollouts in units of 4 * 256 steps and may run past the budget, as SB3 does
+    assert steps[:3] == [0, 256, 512] and steps[-1] >= 512
+    merged = run.merge("tiny")
+    curves = report.load(merged)
+    assert set(curves) == {("ppo", "Pendulum-v1")}
+    text = report.table(curves, run.PRESETS["tiny"].envs)
+    assert "| ppo |" in text
+    report.plot(curves, run.PRESETS["tiny"].envs, 0, "env steps", tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "points, threshold, expected",
+    [([(0, 1.0, 0.0), (10, 5.0, 1.0), (20, 9.0, 2.0)], 5.0, 10.0), ([(0, 1.0, 0.0)], 5.0, float("inf"))],
+)
+def test_steps_to_threshold(points, threshold, expected):
+    assert report.steps_to_threshold(points, threshold) == expected
