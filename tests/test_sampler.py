@@ -101,13 +101,13 @@ def test_unguided_sampler_is_the_plain_ddpm_loop():
     gen = th.Generator().manual_seed(0)
     ref = th.randn(4, H, OBS_DIM + 2, generator=gen)
     ref[:, 0, :OBS_DIM] = obs0
-    for k, t in enumerate(sched.sampling_timesteps):
+    for k, step in enumerate(sched.sampling_steps):
         with th.no_grad():
-            x0 = denoiser(ref, sched.sampling_sqrt_alphas_cumprod[k] * actions, t.repeat(4))
+            x0 = denoiser(ref, step.sqrt_alpha_bar * actions, th.full((4,), step.t))
         x0[:, 0, :OBS_DIM] = obs0
-        ref = sched.posterior_coef_x0[k] * x0 + sched.posterior_coef_xt[k] * ref
-        if k < len(sched.sampling_timesteps) - 1:
-            ref = ref + sched.posterior_std[k] * th.randn(ref.shape, generator=gen)
+        ref = step.coef_x0 * x0 + step.coef_xt * ref
+        if k < len(sched.sampling_steps) - 1:
+            ref = ref + step.std * th.randn(ref.shape, generator=gen)
             ref[:, 0, :OBS_DIM] = obs0
     assert th.allclose(x, ref, atol=1e-6)
 

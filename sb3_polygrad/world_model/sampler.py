@@ -16,7 +16,7 @@ import torch as th
 
 from sb3_polygrad.world_model.denoisers import Denoiser
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
-from sb3_polygrad.world_model.schedule import DiffusionSchedule
+from sb3_polygrad.world_model.schedule import DiffusionSchedule, SamplingStep
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
 GuidanceType = Literal["grad", "sample", "none"]
@@ -156,40 +156,38 @@ class PolicyGuidedSampler:
         :param generator: random generator for reproducible samples
         :return: normalised windows (B, H, D) and normalised actions (B, H, A)
         """
-        sched = self.schedule
         batch, obs_dim = obs0.shape
         shape = (batch, horizon, denoiser.transition_dim)
         x = inpaint(th.randn(shape, device=obs0.device, generator=generator), obs0)
         if actions is None:
             actions = th.randn((batch, horizon, denoiser.action_dim), device=obs0.device, generator=generator)
-        last = len(sched.sampling_timesteps) - 1
-        t_all = sched.sampling_timesteps.view(-1, 1).expand(-1, batch)  # (K, B), one row per sampling step
-        for k in range(last + 1):
-            t = t_all[k]
+        steps = self.schedule.sampling_steps
+        t_all = self.schedule.sampling_timesteps.view(-1, 1).expand(-1, batch)  # (K, B), one row per sampling step
+        for k, step in enumerate(steps):
+            final = k == len(steps) - 1
             # 1. Predict the clean window; the network sees the actions scaled as in training (no action noise).
-            x0_hat = inpaint(self.predict_x0(denoiser, x, sched.sampling_sqrt_alphas_cumprod[k] * actions, t), obs0)
+            x0_hat = inpaint(self.predict_x0(denoiser, x, step.sqrt_alpha_bar * actions, t_all[k]), obs0)
             # 2. DDPM posterior mean of the next, less noisy window.
-            mean = self._posterior_mean(x0_hat, x, k)
+            mean = self._posterior_mean(x0_hat, x, step)
             if policy is not None:
                 guide_states = x0_hat if self.states_for_guidance == "recon" else mean
                 raw_obs = normalizer.observations.unnormalize(guide_states[..., :obs_dim])
-                if self.update_states and k < last:
+                if self.update_states and not final:
                     # Ablation (section 1.4, step 7): move the predicted states toward higher log pi as well.
                     x0_hat = self._guide_states(x0_hat, raw_obs, actions, normalizer, policy, guidance_scale, obs0)
-                    mean = self._posterior_mean(x0_hat, x, k)
+                    mean = self._posterior_mean(x0_hat, x, step)
                     raw_obs = normalizer.observations.unnormalize(x0_hat[..., :obs_dim])
-                actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, k, generator)
-            if k == last:
+                actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, step, final, generator)
+            if final:
                 # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
                 return mean, actions
             noise = th.randn(shape, device=x.device, generator=generator)
-            x = inpaint(mean + sched.posterior_std[k] * noise, obs0)
+            x = inpaint(mean + step.std * noise, obs0)
         raise AssertionError("unreachable: the loop returns at its last step")
 
-    def _posterior_mean(self, x0_hat: th.Tensor, x_t: th.Tensor, k: int) -> th.Tensor:
-        mean = self.schedule.q_posterior_mean(x0_hat, x_t, k)
-        t = int(self.schedule.sampling_timesteps[k])
-        if self.state_change_clip is not None and t < self.state_change_clip_steps:
+    def _posterior_mean(self, x0_hat: th.Tensor, x_t: th.Tensor, step: SamplingStep) -> th.Tensor:
+        mean = self.schedule.q_posterior_mean(x0_hat, x_t, step)
+        if self.state_change_clip is not None and step.t < self.state_change_clip_steps:
             # 3. Late-step state clip: the last few steps may only nudge the window (reference clip_state_change).
             mean = x_t + (mean - x_t).clamp(-self.state_change_clip, self.state_change_clip)
         return mean
@@ -201,11 +199,11 @@ class PolicyGuidedSampler:
         normalizer: TransitionNormalizer,
         policy: GuidancePolicy,
         guidance_scale: float,
-        k: int,
+        step: SamplingStep,
+        final: bool,
         generator: th.Generator | None,
     ) -> th.Tensor:
         # 4. The policy at the guidance states, once for the whole batch.
-        final = k == len(self.schedule.sampling_timesteps) - 1
         if self.guidance_type == "none" and not final:
             return actions  # ablation: the actions stay the initial noise, clamped once at the end
         mean, std = policy.action_distribution_params(raw_obs)  # (B, H, A) each
@@ -221,10 +219,10 @@ class PolicyGuidedSampler:
         # the mean, and past 2 the actions' spread grows with g: the guidance tuner reads that as too little guidance
         # and raises g further, a runaway the reference is open to as the policy std shrinks. Capping the step at the
         # mean (g <= sigma^2) removes it and changes nothing while g < sigma^2.
-        step = th.minimum(std.square(), th.full_like(std, guidance_scale))
-        raw_actions = raw_actions + step * gaussian_log_prob_grad(raw_actions, mean, std)
+        step_size = th.minimum(std.square(), th.full_like(std, guidance_scale))
+        raw_actions = raw_actions + step_size * gaussian_log_prob_grad(raw_actions, mean, std)
         noise = th.randn(raw_actions.shape, device=raw_actions.device, generator=generator)
-        noise_std = self.action_guidance_noise_scale * self.schedule.posterior_std[k]
+        noise_std = self.action_guidance_noise_scale * step.std
         return normalizer.actions.normalize(raw_actions) + noise_std * noise
 
     def _guide_states(

@@ -4,9 +4,29 @@ Shape letters used in this file: ``B`` batch, ``H`` horizon, ``D`` transition di
 """
 
 import math
+from typing import NamedTuple
 
 import torch as th
 from torch import nn
+
+
+class SamplingStep(NamedTuple):
+    """
+    The constants of one denoising step, as plain Python numbers: the loop reads them without indexing a device tensor
+    (on CUDA, ``int(tensor)`` would synchronise with the device at every step).
+
+    :param t: training step index fed to the denoiser
+    :param sqrt_alpha_bar: ``sqrt(alpha_bar_t)``, the scale of the denoiser's action input
+    :param coef_x0: posterior-mean coefficient of the predicted clean sample
+    :param coef_xt: posterior-mean coefficient of the current sample
+    :param std: posterior standard deviation (noise added after the step)
+    """
+
+    t: int
+    sqrt_alpha_bar: float
+    coef_x0: float
+    coef_xt: float
+    std: float
 
 
 def cosine_tau_betas(n_diffusion_steps: int, tau: float = 1.0, max_beta: float = 0.999) -> th.Tensor:
@@ -52,10 +72,6 @@ class DiffusionSchedule(nn.Module):
     sqrt_alphas_cumprod: th.Tensor
     sqrt_one_minus_alphas_cumprod: th.Tensor
     sampling_timesteps: th.Tensor  # training step index of each sampling step, noisiest first
-    sampling_sqrt_alphas_cumprod: th.Tensor
-    posterior_std: th.Tensor
-    posterior_coef_x0: th.Tensor
-    posterior_coef_xt: th.Tensor
 
     def __init__(self, n_diffusion_steps: int = 128, tau: float = 1.0, n_sampling_steps: int | None = None) -> None:
         super().__init__()
@@ -80,10 +96,17 @@ class DiffusionSchedule(nn.Module):
         step_betas = 1.0 - ab_t / ab_prev
         # Posterior q(x_prev | x_t, x0) (DDPM eq. 6-7), "fixed small" variance with log clipped at 1e-20 as the reference.
         variance = step_betas * (1.0 - ab_prev) / (1.0 - ab_t)
-        self._register("posterior_std", variance.clamp(min=1e-20).sqrt())
-        self._register("posterior_coef_x0", step_betas * ab_prev.sqrt() / (1.0 - ab_t))
-        self._register("posterior_coef_xt", (1.0 - ab_prev) * (1.0 - step_betas).sqrt() / (1.0 - ab_t))
-        self._register("sampling_sqrt_alphas_cumprod", ab_t.sqrt())
+        self.sampling_steps = [
+            SamplingStep(int(t), float(sa), float(cx0), float(cxt), float(std))
+            for t, sa, cx0, cxt, std in zip(
+                timesteps,
+                ab_t.sqrt(),
+                step_betas * ab_prev.sqrt() / (1.0 - ab_t),
+                (1.0 - ab_prev) * (1.0 - step_betas).sqrt() / (1.0 - ab_t),
+                variance.clamp(min=1e-20).sqrt(),
+                strict=True,
+            )
+        ]
 
     def _register(self, name: str, value: th.Tensor) -> None:
         # Computed in float64 for accuracy, stored in float32 like the networks.
@@ -113,16 +136,17 @@ class DiffusionSchedule(nn.Module):
         shape = (-1,) + (1,) * (x_t.dim() - 1)
         return (x_t - self.sqrt_one_minus_alphas_cumprod[t].view(shape) * eps) / self.sqrt_alphas_cumprod[t].view(shape)
 
-    def q_posterior_mean(self, x0_hat: th.Tensor, x_t: th.Tensor, k: int) -> th.Tensor:
+    @staticmethod
+    def q_posterior_mean(x0_hat: th.Tensor, x_t: th.Tensor, step: SamplingStep) -> th.Tensor:
         """
-        Mean of ``q(x_prev | x_t, x0_hat)`` at sampling step ``k`` (0 = noisiest).
+        Mean of ``q(x_prev | x_t, x0_hat)`` at a sampling step.
 
         :param x0_hat: predicted clean samples, shape (B, H, D)
         :param x_t: current noisy samples, shape (B, H, D)
-        :param k: index into ``sampling_timesteps``
+        :param step: the step's constants (an element of ``sampling_steps``)
         :return: posterior mean, shape (B, H, D)
         """
-        return self.posterior_coef_x0[k] * x0_hat + self.posterior_coef_xt[k] * x_t
+        return step.coef_x0 * x0_hat + step.coef_xt * x_t
 
     def extra_repr(self) -> str:
         return f"n_diffusion_steps={self.n_diffusion_steps}, n_sampling_steps={self.n_sampling_steps}, tau={self.tau}"
