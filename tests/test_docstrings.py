@@ -5,6 +5,8 @@ import pytest
 
 from sb3_polygrad import PolyGRAD, PolyGRADPolicy
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
+from sb3_polygrad.callbacks import ImaginationVideoCallback
+from sb3_polygrad.video.states import ObservationLayout
 from sb3_polygrad.world_model import DiffusionWorldModel, PolicyGuidedSampler, ResidualMLPDenoiser, TransformerDenoiser
 
 
@@ -18,6 +20,8 @@ from sb3_polygrad.world_model import DiffusionWorldModel, PolicyGuidedSampler, R
         PolicyGuidedSampler,
         ResidualMLPDenoiser,
         TransformerDenoiser,
+        ImaginationVideoCallback,
+        ObservationLayout,
     ],
 )
 def test_every_constructor_argument_is_documented(cls):
