@@ -55,7 +55,7 @@ PRESETS = {
     "quick": Preset(
         envs=(
             EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),
-            EnvSetting("InvertedDoublePendulum-v4", 30_000, 3_000, 9_000.0),
+            EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
         ),
     ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),

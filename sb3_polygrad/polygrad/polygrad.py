@@ -413,6 +413,9 @@ class PolyGRAD(OffPolicyAlgorithm):
         action_std = standardized_action_std(self.policy, trajectory)
         if self.tune_guidance and self.guidance_type == "grad":
             self.log_guidance_scale += self.guidance_learning_rate * (action_std - 1.0)
+            # The sampler caps the step at g = sigma^2, so a larger g has no effect: stop the tuner from winding up
+            # beyond it, or it takes hundreds of updates to come back once less guidance is needed.
+            self.log_guidance_scale.clamp_(max=2 * math.log(self.actor.std().max().item()))
         self.logger.record("train/imagined_action_std", action_std)
         self.logger.record("train/guidance_scale", self.log_guidance_scale.exp().item())
 
