@@ -200,9 +200,11 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     todo = [job for job in jobs(args.preset, args.algos, args.seeds) if not job_csv(*job[:2], job[2].env_id, job[3]).exists()]
     (RESULTS / args.preset).mkdir(parents=True, exist_ok=True)
-    (RESULTS / args.preset / "machine.txt").write_text(
-        f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; workers {args.workers}\n"
-    )
+    with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
+        f.write(
+            f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
+            f"algos {' '.join(args.algos or PRESETS[args.preset].algos)}; workers {args.workers}\n"
+        )
     print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
     with ProcessPoolExecutor(args.workers) as pool, tqdm(total=len(todo), desc=args.preset) as bar:
         futures = [pool.submit(run_job, *job) for job in todo]

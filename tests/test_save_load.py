@@ -40,7 +40,8 @@ def test_save_load_keeps_everything(tiny_kwargs, tmp_path):
     for key in before:
         assert th.equal(before[key].cpu(), after[key].cpu()), key
     assert loaded.num_timesteps == 300 and loaded.horizon == model.horizon
-    assert loaded.sampler_kwargs == model.sampler_kwargs
+    assert loaded.world_model.sampler.state_change_clip_steps == model.world_model.sampler.state_change_clip_steps
+    assert loaded.gae_lambda == model.gae_lambda and loaded.target_policy_update == model.target_policy_update
 
     obs = np.random.default_rng(0).normal(size=(20, 4))
     assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])

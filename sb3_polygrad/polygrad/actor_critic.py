@@ -159,24 +159,22 @@ class AdaptiveLearningRate:
 
     :param init_lr: initial learning rate
     :param learning_rate: Adam rate on ``log lr``
-    :param target: target update size
     :param device: device of the parameter
     """
 
-    def __init__(self, init_lr: float, learning_rate: float, target: float, device: th.device) -> None:
+    def __init__(self, init_lr: float, learning_rate: float, device: th.device) -> None:
         # A zero rate is legitimate (the zoo's enjoy loads models with learning_rate 0); its log is floored.
         self.log_lr = th.tensor(math.log(max(init_lr, 1e-12)), device=device, requires_grad=True)
         self.optimizer = th.optim.Adam([self.log_lr], lr=learning_rate)
-        self.target = target
 
     @property
     def value(self) -> float:
         return math.exp(self.log_lr.item())
 
-    def update(self, update_size: float, max_lr: float) -> None:
-        """Move ``log lr`` toward a step of the target size, then cap it at ``max_lr``."""
+    def update(self, update_size: float, target: float, max_lr: float) -> None:
+        """Move ``log lr`` toward a step of the ``target`` size, then cap it at ``max_lr``."""
         self.optimizer.zero_grad()
-        (-self.log_lr * (self.target - update_size)).backward()
+        (-self.log_lr * (target - update_size)).backward()
         self.optimizer.step()
         with th.no_grad():
             self.log_lr.clamp_(max=math.log(max_lr))

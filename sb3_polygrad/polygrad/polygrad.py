@@ -186,18 +186,15 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.critic_learning_rate = critic_learning_rate
         self.world_model_learning_rate = world_model_learning_rate
         self.imagination_batch_size = imagination_batch_size
-        self.ac_config = ActorCriticConfig(
-            gamma=gamma,
-            gae_lambda=gae_lambda,
-            ent_coef=ent_coef,
-            normalize_advantage=normalize_advantage,
-            max_grad_norm=max_grad_norm,
-            target_policy_update=target_policy_update,
-            line_search=line_search,
-            line_search_tolerance=line_search_tolerance,
-            line_search_ratio=line_search_ratio,
-            line_search_max_iters=line_search_max_iters,
-        )
+        self.gae_lambda = gae_lambda
+        self.ent_coef = ent_coef
+        self.normalize_advantage = normalize_advantage
+        self.max_grad_norm = max_grad_norm
+        self.target_policy_update = target_policy_update
+        self.line_search = line_search
+        self.line_search_tolerance = line_search_tolerance
+        self.line_search_ratio = line_search_ratio
+        self.line_search_max_iters = line_search_max_iters
         self.agent_gradient_steps = agent_gradient_steps
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
@@ -209,15 +206,12 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.guidance_scale = guidance_scale
         self.tune_guidance = tune_guidance
         self.guidance_learning_rate = guidance_learning_rate
-        self.sampler_kwargs = dict(
-            guidance_type=guidance_type,
-            action_clip_std=action_clip_std,
-            state_change_clip=state_change_clip,
-            state_change_clip_steps=state_change_clip_steps,
-            states_for_guidance=states_for_guidance,
-            update_states=update_states,
-            action_guidance_noise_scale=action_guidance_noise_scale,
-        )
+        self.action_clip_std = action_clip_std
+        self.state_change_clip = state_change_clip
+        self.state_change_clip_steps = state_change_clip_steps
+        self.states_for_guidance = states_for_guidance
+        self.update_states = update_states
+        self.action_guidance_noise_scale = action_guidance_noise_scale
         self.adaptive_actor_lr = adaptive_actor_lr
         self.actor_lr_learning_rate = actor_lr_learning_rate
         self.world_model_eval_freq = world_model_eval_freq
@@ -255,13 +249,13 @@ class PolyGRAD(OffPolicyAlgorithm):
             "guidance_scale": self.guidance_scale,
             "critic_learning_rate": self.critic_learning_rate,
             "world_model_learning_rate": self.world_model_learning_rate,
-            "target_policy_update": self.ac_config.target_policy_update,
+            "target_policy_update": self.target_policy_update,
         }
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        if not 0 < self.ac_config.line_search_ratio < 1:
-            raise ValueError(f"line_search_ratio must be in (0, 1), got {self.ac_config.line_search_ratio}")
+        if not 0 < self.line_search_ratio < 1:
+            raise ValueError(f"line_search_ratio must be in (0, 1), got {self.line_search_ratio}")
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
         spec = self.env.get_attr("spec")[0] if self.env is not None else None
@@ -289,18 +283,38 @@ class PolyGRAD(OffPolicyAlgorithm):
             n_diffusion_steps=self.n_diffusion_steps,
             noise_schedule_tau=self.noise_schedule_tau,
             n_sampling_steps=self.n_sampling_steps,
-            sampler_kwargs=self.sampler_kwargs,
+            sampler_kwargs=dict(
+                guidance_type=self.guidance_type,
+                action_clip_std=self.action_clip_std,
+                state_change_clip=self.state_change_clip,
+                state_change_clip_steps=self.state_change_clip_steps,
+                states_for_guidance=self.states_for_guidance,
+                update_states=self.update_states,
+                action_guidance_noise_scale=self.action_guidance_noise_scale,
+            ),
             **self.world_model_kwargs,
         ).to(self.device)
         self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
         self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
-        self.actor_lr = AdaptiveLearningRate(
-            self.lr_schedule(1.0), self.actor_lr_learning_rate, self.ac_config.target_policy_update, self.device
-        )
-        self.learner = ImaginedActorCritic(self.policy, self.ac_config)
+        self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
+        self.learner = ImaginedActorCritic(self.policy, self._actor_critic_config())
         self._open_loop_env: gym.Env | None = None
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
+
+    def _actor_critic_config(self) -> ActorCriticConfig:
+        return ActorCriticConfig(
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            ent_coef=self.ent_coef,
+            normalize_advantage=self.normalize_advantage,
+            max_grad_norm=self.max_grad_norm,
+            target_policy_update=self.target_policy_update,
+            line_search=self.line_search,
+            line_search_tolerance=self.line_search_tolerance,
+            line_search_ratio=self.line_search_ratio,
+            line_search_max_iters=self.line_search_max_iters,
+        )
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -425,9 +439,11 @@ class PolyGRAD(OffPolicyAlgorithm):
         # The target critic moves before the targets are computed, as in the reference.
         with th.no_grad():
             th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
+        # Read from the model's attributes at every step, so that setting one (model.gamma = ...) takes effect.
+        self.learner.config = self._actor_critic_config()
         stats = self.learner.step(trajectory, actor_lr, max_lr)
         if self.adaptive_actor_lr:
-            self.actor_lr.update(stats.initial_update_size, max_lr)
+            self.actor_lr.update(stats.initial_update_size, self.target_policy_update, max_lr)
         self._n_updates += 1
         self.logger.record("train/actor_loss", stats.actor_loss)
         self.logger.record("train/critic_loss", stats.critic_loss)
@@ -504,7 +520,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             "actor",
             "critic",
             "critic_target",
-            "learner",
+            "learner",  # rebuilt by _setup_model from the attributes above
             "_open_loop_env",
             "_last_sim_states",
         ]
