@@ -130,7 +130,8 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         observations = np.where(padded[..., None], self.next_observations[held, env_cols], self.observations[src, env_cols])
         rewards = np.where(padded, 0.0, self.rewards[src, env_cols])
         terminals = np.where(padded, 1.0, terminated)
-        sim_states = None if self.sim_states is None else self.to_torch(self.sim_states[src, env_cols]).float()
+        # float64: a start state must be set in the simulator exactly as it was recorded
+        sim_states = None if self.sim_states is None else self.to_torch(self.sim_states[src, env_cols])
         return WindowSamples(
             observations=self.to_torch(observations).float(),
             actions=self.to_torch(self.actions[src, env_cols]).float(),

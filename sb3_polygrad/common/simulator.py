@@ -18,6 +18,8 @@ def set_sim_state(env: gym.Env, sim_state: np.ndarray) -> None:
     """Set a MuJoCo env to ``sim_state = [qpos, qvel]`` (as returned by ``state_vector``)."""
     unwrapped: Any = env.unwrapped
     nq = unwrapped.model.nq
+    # The solver's warm start would otherwise carry over from the previous replay, and replays would differ at 1e-16.
+    unwrapped.data.qacc_warmstart[:] = 0.0
     unwrapped.set_state(sim_state[:nq], sim_state[nq:])
 
 

@@ -478,7 +478,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         errors = open_loop_errors(
             self._open_loop_env,
             trajectory,
-            batch.sim_states[:, 0].cpu().numpy().astype(np.float64),
+            batch.sim_states[:, 0].cpu().numpy(),
             self.action_space.low,  # type: ignore[attr-defined]
             self.action_space.high,  # type: ignore[attr-defined]
         )
