@@ -71,19 +71,18 @@ class ImaginedActorCritic:
     and the optimiser's moments (the reference restores the weights only, so each retry also re-steps ``log_std``).
 
     :param policy: the policy to update (its actor and critic carry their optimisers)
-    :param config: hyperparameters
     """
 
-    def __init__(self, policy: PolyGRADPolicy, config: ActorCriticConfig) -> None:
+    def __init__(self, policy: PolyGRADPolicy) -> None:
         self.policy = policy
-        self.config = config
 
-    def losses(self, traj: ImaginedTrajectory) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    def losses(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """
         :param traj: imagined trajectories in raw units
+        :param cfg: hyperparameters
         :return: actor loss, critic loss, the old log-probabilities (B, H-1) and the entropy
         """
-        cfg, policy = self.config, self.policy
+        policy = self.policy
         obs, actions = traj.observations[:, :-1], traj.actions[:, :-1]  # (B, H-1, O), (B, H-1, A)
         with th.no_grad():
             target_values = policy.critic_target(traj.observations)  # (B, H)
@@ -102,17 +101,18 @@ class ImaginedActorCritic:
             new_log_prob = self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1])
             return (new_log_prob - old_log_prob).abs().mean().item()
 
-    def step(self, traj: ImaginedTrajectory, actor_lr: float, max_actor_lr: float) -> ActorCriticStats:
+    def step(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, actor_lr: float, max_actor_lr: float) -> ActorCriticStats:
         """
         One gradient step of critic and actor.
 
         :param traj: imagined trajectories
+        :param cfg: hyperparameters (built from the algorithm's attributes, so changing one takes effect at once)
         :param actor_lr: the actor's current (adaptive) learning rate
         :param max_actor_lr: upper bound of the line search
         :return: statistics of the step
         """
-        cfg, actor, critic = self.config, self.policy.actor, self.policy.critic
-        actor_loss, critic_loss, old_log_prob, entropy = self.losses(traj)
+        actor, critic = self.policy.actor, self.policy.critic
+        actor_loss, critic_loss, old_log_prob, entropy = self.losses(traj, cfg)
         actor.optimizer.zero_grad()
         critic.optimizer.zero_grad()
         (actor_loss + critic_loss).backward()

@@ -297,7 +297,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
         self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
-        self.learner = ImaginedActorCritic(self.policy, self._actor_critic_config())
+        self.learner = ImaginedActorCritic(self.policy)
         self._open_loop_env: gym.Env | None = None
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
@@ -389,7 +389,6 @@ class PolyGRAD(OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int) -> None:
         """Algorithm 2 of the paper: world-model updates, then imagine, update the actor-critic and tune guidance."""
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.actor.optimizer])
         update_learning_rate(self.critic.optimizer, self.critic_learning_rate)
         self._train_world_model(gradient_steps, batch_size)
         if self.num_timesteps > self.learning_starts + self.world_model_warmup:
@@ -439,9 +438,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         # The target critic moves before the targets are computed, as in the reference.
         with th.no_grad():
             th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
-        # Read from the model's attributes at every step, so that setting one (model.gamma = ...) takes effect.
-        self.learner.config = self._actor_critic_config()
-        stats = self.learner.step(trajectory, actor_lr, max_lr)
+        stats = self.learner.step(trajectory, self._actor_critic_config(), actor_lr, max_lr)
         if self.adaptive_actor_lr:
             self.actor_lr.update(stats.initial_update_size, self.target_policy_update, max_lr)
         self._n_updates += 1
@@ -449,6 +446,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.logger.record("train/critic_loss", stats.critic_loss)
         self.logger.record("train/entropy", stats.entropy)
         self.logger.record("train/std", self.actor.std().mean().item())
+        self.logger.record("train/learning_rate", max_lr)  # the schedule's cap; the line search sets the actual rate
         self.logger.record("train/actor_learning_rate", stats.actor_learning_rate)
         self.logger.record("train/policy_update_size", stats.update_size)
         self.logger.record("train/line_search_steps", stats.line_search_steps)
