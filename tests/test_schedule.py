@@ -1,7 +1,7 @@
 import pytest
 import torch as th
 
-from sb3_polygrad.world_model.schedule import DiffusionSchedule, cosine_tau_betas
+from sb3_polygrad.world_model.schedule import SAMPLING_COEFFICIENTS, DiffusionSchedule, cosine_tau_betas
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,8 @@ def test_posterior_at_last_step_returns_x0():
     sched = DiffusionSchedule(16, 1.0)
     x0, x_t = th.randn(3, 4, 5), th.randn(3, 4, 5)
     # At t = 0 the posterior mean is x0 (alpha_bar_prev = 1): DDPM's last step returns the prediction.
-    assert th.allclose(sched.q_posterior_mean(x0, x_t, sched.sampling_steps[-1]), x0, atol=1e-6)
+    *_, coef_x0, coef_xt, _ = sched.sampling_coefficients[-1]
+    assert th.allclose(sched.q_posterior_mean(x0, x_t, coef_x0, coef_xt), x0, atol=1e-6)
 
 
 def test_strided_schedule_matches_full_when_not_strided():
@@ -43,7 +44,8 @@ def test_strided_schedule_matches_full_when_not_strided():
     t, t_prev = strided.sampling_timesteps[k], strided.sampling_timesteps[k + 1]
     ab_t, ab_prev = full.alphas_cumprod[t].double(), full.alphas_cumprod[t_prev].double()
     beta = 1 - ab_t / ab_prev
-    assert strided.sampling_steps[k].coef_x0 == pytest.approx((beta * ab_prev.sqrt() / (1 - ab_t)).item(), rel=1e-5)
+    coef_x0 = strided.sampling_coefficients[k, SAMPLING_COEFFICIENTS.index("coef_x0")].item()
+    assert coef_x0 == pytest.approx((beta * ab_prev.sqrt() / (1 - ab_t)).item(), rel=1e-5)
 
 
 def test_q_sample_noise_levels():

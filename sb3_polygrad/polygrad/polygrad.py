@@ -74,6 +74,8 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param states_for_guidance: condition the policy on ``"recon"`` (predicted clean) or ``"posterior_mean"`` states
     :param update_states: also guide the predicted states toward higher ``log pi`` (ablation)
     :param action_guidance_noise_scale: scale of the noise added to the actions at each guidance step
+    :param compile_imagination: run the guided sampler's denoising step through ``torch.compile`` (same samples to float
+        rounding; ``benchmarks/imagination_speed.py`` measures the gain; the first imagination pays the compilation)
     :param target_policy_update: target mean ``|delta log pi|`` of one actor step
     :param adaptive_actor_lr: adapt the actor's learning rate toward ``target_policy_update``
     :param actor_lr_learning_rate: Adam rate of the adaptive actor learning rate (on its log)
@@ -138,6 +140,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         states_for_guidance: GuidanceStates = "recon",
         update_states: bool = False,
         action_guidance_noise_scale: float = 1.0,
+        compile_imagination: bool = False,
         target_policy_update: float = 0.01,
         adaptive_actor_lr: bool = True,
         actor_lr_learning_rate: float = 3e-4,
@@ -212,6 +215,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.states_for_guidance = states_for_guidance
         self.update_states = update_states
         self.action_guidance_noise_scale = action_guidance_noise_scale
+        self.compile_imagination = compile_imagination
         self.adaptive_actor_lr = adaptive_actor_lr
         self.actor_lr_learning_rate = actor_lr_learning_rate
         self.world_model_eval_freq = world_model_eval_freq
@@ -291,6 +295,7 @@ class PolyGRAD(OffPolicyAlgorithm):
                 states_for_guidance=self.states_for_guidance,
                 update_states=self.update_states,
                 action_guidance_noise_scale=self.action_guidance_noise_scale,
+                compile=self.compile_imagination,
             ),
             **self.world_model_kwargs,
         ).to(self.device)

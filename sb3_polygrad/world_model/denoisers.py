@@ -30,14 +30,33 @@ class Denoiser(nn.Module):
         self.action_dim = action_dim
         self.horizon = horizon
 
-    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor) -> th.Tensor:
+    def embed_time(self, t: th.Tensor) -> th.Tensor | None:
+        """
+        The diffusion-step embedding, split from ``denoise`` so that a sampler can compute it once per step for the
+        whole batch (one row, broadcast) or once per run for every step, instead of once per sample.
+
+        :param t: diffusion step indices, integer, shape (B,)
+        :return: embeddings, shape (B, E), or ``None`` for a denoiser that ignores the step
+        """
+        raise NotImplementedError
+
+    def denoise(self, x_t: th.Tensor, actions: th.Tensor, time_embedding: th.Tensor | None) -> th.Tensor:
         """
         :param x_t: noisy transitions, shape (B, H, D)
         :param actions: actions (scaled by ``sqrt(alpha_bar_t)`` in PolyGRAD), shape (B, H, A)
-        :param t: diffusion step of each sample, integer, shape (B,)
+        :param time_embedding: ``embed_time`` of the samples' steps, shape (B, E) or (1, E) for one step shared by all
         :return: prediction for the clean transitions (or the noise), shape (B, H, D)
         """
         raise NotImplementedError
+
+    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor | None = None) -> th.Tensor:
+        """
+        :param x_t: noisy transitions, shape (B, H, D)
+        :param actions: actions (scaled by ``sqrt(alpha_bar_t)`` in PolyGRAD), shape (B, H, A)
+        :param t: diffusion step of each sample, integer, shape (B,) (``None`` only for a denoiser that ignores it)
+        :return: prediction for the clean transitions (or the noise), shape (B, H, D)
+        """
+        return self.denoise(x_t, actions, None if t is None else self.embed_time(t))
 
 
 class RandomFourierTimeEmbedding(nn.Module):
@@ -109,9 +128,13 @@ class ResidualMLPDenoiser(Denoiser):
         self.blocks = nn.Sequential(*[ResidualBlock(hidden_dim) for _ in range(num_layers)])
         self.head = nn.Sequential(nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, horizon * transition_dim))
 
-    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor) -> th.Tensor:
+    def embed_time(self, t: th.Tensor) -> th.Tensor:
+        return self.time_embedding(t)
+
+    def denoise(self, x_t: th.Tensor, actions: th.Tensor, time_embedding: th.Tensor | None) -> th.Tensor:
+        assert time_embedding is not None, "the MLP denoiser is conditioned on the diffusion step"
         inputs = rearrange(th.cat([x_t, actions], dim=-1), "b h c -> b (h c)")  # (B, H * (D + A))
-        h = self.proj(inputs) + self.time_embedding(t)  # (B, E)
+        h = self.proj(inputs) + time_embedding  # (B, E)
         out = self.head(self.blocks(self.input_layer(h)))  # (B, H * D)
         return rearrange(out, "b (h d) -> b h d", h=self.horizon)
 
@@ -183,12 +206,15 @@ class TransformerDenoiser(Denoiser):
         self.head = nn.Linear(d_model, transition_dim)
         nn.init.normal_(self.position_embedding, std=0.02)
 
-    def forward(self, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor | None = None) -> th.Tensor:
+    def embed_time(self, t: th.Tensor) -> th.Tensor | None:
+        return None if self.time_mlp is None else self.time_mlp(sinusoidal_embedding(t, self.d_model))
+
+    def denoise(self, x_t: th.Tensor, actions: th.Tensor, time_embedding: th.Tensor | None) -> th.Tensor:
         horizon = x_t.shape[1]
         h = self.token_embedding(th.cat([x_t, actions], dim=-1)) + self.position_embedding[:horizon]  # (B, H, d_model)
         if self.time_mlp is not None:
-            assert t is not None, "a time-conditioned transformer needs the diffusion step t"
-            h = h + self.time_mlp(sinusoidal_embedding(t, self.d_model)).unsqueeze(1)  # broadcast over H
+            assert time_embedding is not None, "a time-conditioned transformer needs the diffusion step t"
+            h = h + time_embedding.unsqueeze(1)  # broadcast over H
         mask = nn.Transformer.generate_square_subsequent_mask(horizon, device=x_t.device) if self.causal else None
         return self.head(self.blocks(h, mask=mask, is_causal=self.causal))  # (B, H, D)
 

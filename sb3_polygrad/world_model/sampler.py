@@ -10,13 +10,14 @@ All tensors inside the loop are in normalised units unless named ``raw_*``; the 
 action units (SB3's [-1, 1]-scaled actions).
 """
 
-from typing import Literal, Protocol
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 import torch as th
 
 from sb3_polygrad.world_model.denoisers import Denoiser
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
-from sb3_polygrad.world_model.schedule import DiffusionSchedule, SamplingStep
+from sb3_polygrad.world_model.schedule import DiffusionSchedule
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
 GuidanceType = Literal["grad", "sample", "none"]
@@ -84,6 +85,9 @@ class PolicyGuidedSampler:
     :param states_for_guidance: condition the policy on the predicted clean states (``"recon"``) or on the posterior mean
     :param update_states: also take a gradient step on the predicted states toward higher ``log pi`` (ablation)
     :param action_guidance_noise_scale: multiplier of the posterior std added to the actions after each guidance step
+    :param compile: run the guided denoising step through ``torch.compile`` (fuses the elementwise work around the
+        networks' matrix products; the first imagination pays the compilation, tens of seconds on a CPU). The samples
+        equal the eager loop's to float rounding, drawn from the same random numbers
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class PolicyGuidedSampler:
         states_for_guidance: GuidanceStates = "recon",
         update_states: bool = False,
         action_guidance_noise_scale: float = 1.0,
+        compile: bool = False,
     ) -> None:
         if guidance_type not in GUIDANCE_TYPES:
             raise ValueError(f"guidance_type must be one of {GUIDANCE_TYPES}, got {guidance_type!r}")
@@ -119,17 +124,12 @@ class PolicyGuidedSampler:
         self.states_for_guidance = states_for_guidance
         self.update_states = update_states
         self.action_guidance_noise_scale = action_guidance_noise_scale
+        self.compile = compile
+        self._compiled_step: Callable[..., tuple[th.Tensor, th.Tensor]] | None = None
 
-    def predict_x0(self, denoiser: Denoiser, x_t: th.Tensor, actions: th.Tensor, t: th.Tensor) -> th.Tensor:
-        """The denoiser's clean-sample prediction, converting predicted noise where needed. Shapes (B, H, D)."""
-        out = denoiser(x_t, actions, t)
-        return self.schedule.predict_x0_from_eps(x_t, t, out) if self.predict_epsilon else out
-
-    def _clamp(self, raw_actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
-        if self.action_clip_std is None:
-            return raw_actions
-        width = self.action_clip_std * std
-        return th.maximum(th.minimum(raw_actions, mean + width), mean - width)
+    def __getstate__(self) -> dict[str, Any]:
+        # A compiled function is neither picklable nor worth copying: a copy compiles its own on first use.
+        return {**self.__dict__, "_compiled_step": None}
 
     @th.no_grad()
     def sample(
@@ -156,39 +156,94 @@ class PolicyGuidedSampler:
         :param generator: random generator for reproducible samples
         :return: normalised windows (B, H, D) and normalised actions (B, H, A)
         """
-        batch, obs_dim = obs0.shape
+        batch, device = obs0.shape[0], obs0.device
         shape = (batch, horizon, denoiser.transition_dim)
-        x = inpaint(th.randn(shape, device=obs0.device, generator=generator), obs0)
+        x = inpaint(th.randn(shape, device=device, generator=generator), obs0)
         if actions is None:
-            actions = th.randn((batch, horizon, denoiser.action_dim), device=obs0.device, generator=generator)
-        steps = self.schedule.sampling_steps
-        t_all = self.schedule.sampling_timesteps.view(-1, 1).expand(-1, batch)  # (K, B), one row per sampling step
-        for k, step in enumerate(steps):
-            final = k == len(steps) - 1
-            # 1. Predict the clean window; the network sees the actions scaled as in training (no action noise).
-            x0_hat = inpaint(self.predict_x0(denoiser, x, step.sqrt_alpha_bar * actions, t_all[k]), obs0)
-            # 2. DDPM posterior mean of the next, less noisy window.
-            mean = self._posterior_mean(x0_hat, x, step)
-            if policy is not None:
-                guide_states = x0_hat if self.states_for_guidance == "recon" else mean
-                raw_obs = normalizer.observations.unnormalize(guide_states[..., :obs_dim])
-                if self.update_states and not final:
-                    # Ablation (section 1.4, step 7): move the predicted states toward higher log pi as well.
-                    x0_hat = self._guide_states(x0_hat, raw_obs, actions, normalizer, policy, guidance_scale, obs0)
-                    mean = self._posterior_mean(x0_hat, x, step)
-                    raw_obs = normalizer.observations.unnormalize(x0_hat[..., :obs_dim])
-                actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, step, final, generator)
-            if final:
-                # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
-                return mean, actions
-            noise = th.randn(shape, device=x.device, generator=generator)
-            x = inpaint(mean + step.std * noise, obs0)
-        raise AssertionError("unreachable: the loop returns at its last step")
+            actions = th.randn((batch, horizon, denoiser.action_dim), device=device, generator=generator)
+        # Hoisted out of the loop: the weights are fixed while sampling, so the diffusion-step embedding of every step is
+        # computed once, for one row that broadcasts over the batch.
+        time_embeddings = denoiser.embed_time(self.schedule.sampling_timesteps)  # (K, E) or None
+        coefficients = self.schedule.sampling_coefficients  # (K, 5)
+        g = th.as_tensor(guidance_scale, dtype=x.dtype, device=device)
+        moves_actions = policy is not None and self.guidance_type != "none"
+        # Compiled only for guided imagination, the hot path; its few variants (clip on or off, last step) fit in
+        # torch.compile's cache because every per-step number enters as a tensor.
+        step_fn = self._step if policy is None or not self.compile else self._compiled()
+        n_steps = len(self.schedule.sampling_t)
+        for k, t in enumerate(self.schedule.sampling_t):
+            final = k == n_steps - 1
+            # Drawn here, in a fixed order, so the compiled step draws nothing and both paths give the same samples.
+            action_noise = None if final or not moves_actions else th.randn(actions.shape, device=device, generator=generator)
+            state_noise = None if final else th.randn(shape, device=device, generator=generator)
+            x, actions = step_fn(
+                denoiser, normalizer, policy, x, actions, obs0,
+                None if time_embeddings is None else time_embeddings[k : k + 1], coefficients[k], g,
+                action_noise, state_noise,
+                clip_states=self.state_change_clip is not None and t < self.state_change_clip_steps, final=final,
+            )  # fmt: skip
+        return x, actions
 
-    def _posterior_mean(self, x0_hat: th.Tensor, x_t: th.Tensor, step: SamplingStep) -> th.Tensor:
-        mean = self.schedule.q_posterior_mean(x0_hat, x_t, step)
-        if self.state_change_clip is not None and step.t < self.state_change_clip_steps:
+    def _compiled(self) -> Callable[..., tuple[th.Tensor, th.Tensor]]:
+        if self._compiled_step is None:
+            # Shapes are fixed within a run (the imagination batch), so static shapes: no dynamic-shape guards.
+            self._compiled_step = th.compile(self._step, dynamic=False)
+        return self._compiled_step
+
+    def _step(
+        self,
+        denoiser: Denoiser,
+        normalizer: TransitionNormalizer,
+        policy: GuidancePolicy | None,
+        x: th.Tensor,
+        actions: th.Tensor,
+        obs0: th.Tensor,
+        time_embedding: th.Tensor | None,
+        coefficients: th.Tensor,
+        guidance_scale: th.Tensor,
+        action_noise: th.Tensor | None,
+        state_noise: th.Tensor | None,
+        clip_states: bool,
+        final: bool,
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """One denoising step (section 1.4): ``x_t, a_t -> x_{t-1}, a_{t-1}``, or the final window and actions.
+
+        Deterministic given the noise, which the caller draws (``None`` at the final step)."""
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar, coef_x0, coef_xt, std = coefficients.unbind()
+        # 1. Predict the clean window; the network sees the actions scaled as in training (no action noise).
+        out = denoiser.denoise(x, sqrt_alpha_bar * actions, time_embedding)
+        x0_hat = inpaint((x - sqrt_one_minus_alpha_bar * out) / sqrt_alpha_bar if self.predict_epsilon else out, obs0)
+        # 2. DDPM posterior mean of the next, less noisy window.
+        mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
+        if policy is not None:
+            obs_dim = obs0.shape[-1]
+            guide_states = x0_hat if self.states_for_guidance == "recon" else mean
+            raw_obs = normalizer.observations.unnormalize(guide_states[..., :obs_dim])
+            if self.update_states and not final:
+                # Ablation (section 1.4, step 7): move the predicted states toward higher log pi as well.
+                x0_hat = self._guide_states(x0_hat, raw_obs, actions, normalizer, policy, guidance_scale, obs0)
+                mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
+                raw_obs = normalizer.observations.unnormalize(x0_hat[..., :obs_dim])
+            actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, std, action_noise, final)
+        if final:
+            # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
+            return mean, actions
+        assert state_noise is not None
+        return inpaint(mean + std * state_noise, obs0), actions
+
+    def _clamp(self, raw_actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
+        if self.action_clip_std is None:
+            return raw_actions
+        width = self.action_clip_std * std
+        return th.maximum(th.minimum(raw_actions, mean + width), mean - width)
+
+    def _posterior_mean(
+        self, x0_hat: th.Tensor, x_t: th.Tensor, coef_x0: th.Tensor, coef_xt: th.Tensor, clip_states: bool
+    ) -> th.Tensor:
+        mean = DiffusionSchedule.q_posterior_mean(x0_hat, x_t, coef_x0, coef_xt)
+        if clip_states:
             # 3. Late-step state clip: the last few steps may only nudge the window (reference clip_state_change).
+            assert self.state_change_clip is not None
             mean = x_t + (mean - x_t).clamp(-self.state_change_clip, self.state_change_clip)
         return mean
 
@@ -198,10 +253,10 @@ class PolicyGuidedSampler:
         raw_obs: th.Tensor,
         normalizer: TransitionNormalizer,
         policy: GuidancePolicy,
-        guidance_scale: float,
-        step: SamplingStep,
+        guidance_scale: th.Tensor,
+        noise_std: th.Tensor,
+        noise: th.Tensor | None,
         final: bool,
-        generator: th.Generator | None,
     ) -> th.Tensor:
         # 4. The policy at the guidance states, once for the whole batch.
         if self.guidance_type == "none" and not final:
@@ -211,19 +266,17 @@ class PolicyGuidedSampler:
         if final:
             # 5. Final step: clamp only.
             return normalizer.actions.normalize(raw_actions) if self.action_clip_std is not None else actions
+        assert noise is not None
         if self.guidance_type == "sample":
-            noise = th.randn(raw_actions.shape, device=raw_actions.device, generator=generator)
             return normalizer.actions.normalize(mean + std * noise)
         # 6. Gradient step on log pi in raw action units, then back to normalised units with the posterior's noise.
         # The step g * (mu - a) / sigma^2 moves a fraction g / sigma^2 of the way to the policy mean. Past 1 it overshoots
         # the mean, and past 2 the actions' spread grows with g: the guidance tuner reads that as too little guidance
         # and raises g further, a runaway the reference is open to as the policy std shrinks. Capping the step at the
         # mean (g <= sigma^2) removes it and changes nothing while g < sigma^2.
-        step_size = th.minimum(std.square(), th.full_like(std, guidance_scale))
+        step_size = th.minimum(std.square(), guidance_scale)
         raw_actions = raw_actions + step_size * gaussian_log_prob_grad(raw_actions, mean, std)
-        noise = th.randn(raw_actions.shape, device=raw_actions.device, generator=generator)
-        noise_std = self.action_guidance_noise_scale * step.std
-        return normalizer.actions.normalize(raw_actions) + noise_std * noise
+        return normalizer.actions.normalize(raw_actions) + self.action_guidance_noise_scale * noise_std * noise
 
     def _guide_states(
         self,
@@ -232,7 +285,7 @@ class PolicyGuidedSampler:
         actions: th.Tensor,
         normalizer: TransitionNormalizer,
         policy: GuidancePolicy,
-        guidance_scale: float,
+        guidance_scale: th.Tensor,
         obs0: th.Tensor,
     ) -> th.Tensor:
         raw_actions = normalizer.actions.unnormalize(actions)

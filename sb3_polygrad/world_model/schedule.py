@@ -4,29 +4,14 @@ Shape letters used in this file: ``B`` batch, ``H`` horizon, ``D`` transition di
 """
 
 import math
-from typing import NamedTuple
 
 import torch as th
 from torch import nn
 
-
-class SamplingStep(NamedTuple):
-    """
-    The constants of one denoising step, as plain Python numbers: the loop reads them without indexing a device tensor
-    (on CUDA, ``int(tensor)`` would synchronise with the device at every step).
-
-    :param t: training step index fed to the denoiser
-    :param sqrt_alpha_bar: ``sqrt(alpha_bar_t)``, the scale of the denoiser's action input
-    :param coef_x0: posterior-mean coefficient of the predicted clean sample
-    :param coef_xt: posterior-mean coefficient of the current sample
-    :param std: posterior standard deviation (noise added after the step)
-    """
-
-    t: int
-    sqrt_alpha_bar: float
-    coef_x0: float
-    coef_xt: float
-    std: float
+SAMPLING_COEFFICIENTS = ("sqrt_alpha_bar", "sqrt_one_minus_alpha_bar", "coef_x0", "coef_xt", "std")
+"""The columns of ``DiffusionSchedule.sampling_coefficients``: ``sqrt(alpha_bar_t)`` (the scale of the denoiser's action
+input), ``sqrt(1 - alpha_bar_t)`` (to convert a predicted noise), the posterior-mean coefficients of the predicted clean
+sample and of the current sample, and the posterior standard deviation (the noise added after the step)."""
 
 
 def cosine_tau_betas(n_diffusion_steps: int, tau: float = 1.0, max_beta: float = 0.999) -> th.Tensor:
@@ -72,6 +57,9 @@ class DiffusionSchedule(nn.Module):
     sqrt_alphas_cumprod: th.Tensor
     sqrt_one_minus_alphas_cumprod: th.Tensor
     sampling_timesteps: th.Tensor  # training step index of each sampling step, noisiest first
+    # One row per sampling step, the columns named by SAMPLING_COEFFICIENTS. Tensors, not Python numbers, so that a
+    # compiled sampling step takes them as inputs instead of recompiling for each step's constants.
+    sampling_coefficients: th.Tensor
 
     def __init__(self, n_diffusion_steps: int = 128, tau: float = 1.0, n_sampling_steps: int | None = None) -> None:
         super().__init__()
@@ -91,22 +79,24 @@ class DiffusionSchedule(nn.Module):
         # Strided sampling: the last training step is always kept, so sampling starts from (almost) pure noise.
         timesteps = th.linspace(n_diffusion_steps - 1, 0, n_sampling_steps, dtype=th.float64).round().long()
         self.register_buffer("sampling_timesteps", timesteps, persistent=False)
+        # Also as Python ints: the sampler branches on them without reading a device tensor (a sync on CUDA).
+        self.sampling_t: list[int] = timesteps.tolist()
         ab_t = alphas_cumprod[timesteps]
         ab_prev = th.cat([ab_t[1:], th.ones(1, dtype=th.float64)])  # alpha_bar of the next (less noisy) step
         step_betas = 1.0 - ab_t / ab_prev
         # Posterior q(x_prev | x_t, x0) (DDPM eq. 6-7), "fixed small" variance with log clipped at 1e-20 as the reference.
         variance = step_betas * (1.0 - ab_prev) / (1.0 - ab_t)
-        self.sampling_steps = [
-            SamplingStep(int(t), float(sa), float(cx0), float(cxt), float(std))
-            for t, sa, cx0, cxt, std in zip(
-                timesteps,
+        coefficients = th.stack(
+            [
                 ab_t.sqrt(),
+                (1.0 - ab_t).sqrt(),
                 step_betas * ab_prev.sqrt() / (1.0 - ab_t),
                 (1.0 - ab_prev) * (1.0 - step_betas).sqrt() / (1.0 - ab_t),
                 variance.clamp(min=1e-20).sqrt(),
-                strict=True,
-            )
-        ]
+            ],
+            dim=1,
+        )
+        self._register("sampling_coefficients", coefficients)
 
     def _register(self, name: str, value: th.Tensor) -> None:
         # Computed in float64 for accuracy, stored in float32 like the networks.
@@ -124,29 +114,20 @@ class DiffusionSchedule(nn.Module):
         shape = (-1,) + (1,) * (x0.dim() - 1)
         return self.sqrt_alphas_cumprod[t].view(shape) * x0 + self.sqrt_one_minus_alphas_cumprod[t].view(shape) * noise
 
-    def predict_x0_from_eps(self, x_t: th.Tensor, t: th.Tensor, eps: th.Tensor) -> th.Tensor:
-        """
-        Invert ``q_sample`` given predicted noise (for epsilon-prediction denoisers).
-
-        :param x_t: noised samples, shape (B, ...)
-        :param t: training step index of each sample, shape (B,)
-        :param eps: predicted noise, shape of ``x_t``
-        :return: predicted clean samples, shape of ``x_t``
-        """
-        shape = (-1,) + (1,) * (x_t.dim() - 1)
-        return (x_t - self.sqrt_one_minus_alphas_cumprod[t].view(shape) * eps) / self.sqrt_alphas_cumprod[t].view(shape)
-
     @staticmethod
-    def q_posterior_mean(x0_hat: th.Tensor, x_t: th.Tensor, step: SamplingStep) -> th.Tensor:
+    def q_posterior_mean(
+        x0_hat: th.Tensor, x_t: th.Tensor, coef_x0: th.Tensor | float, coef_xt: th.Tensor | float
+    ) -> th.Tensor:
         """
         Mean of ``q(x_prev | x_t, x0_hat)`` at a sampling step.
 
         :param x0_hat: predicted clean samples, shape (B, H, D)
         :param x_t: current noisy samples, shape (B, H, D)
-        :param step: the step's constants (an element of ``sampling_steps``)
+        :param coef_x0: the step's coefficient of ``x0_hat`` (a column of ``sampling_coefficients``)
+        :param coef_xt: the step's coefficient of ``x_t``
         :return: posterior mean, shape (B, H, D)
         """
-        return step.coef_x0 * x0_hat + step.coef_xt * x_t
+        return coef_x0 * x0_hat + coef_xt * x_t
 
     def extra_repr(self) -> str:
         return f"n_diffusion_steps={self.n_diffusion_steps}, n_sampling_steps={self.n_sampling_steps}, tau={self.tau}"

@@ -147,6 +147,17 @@ class DiffusionWorldModel(nn.Module):
             online: list[th.Tensor] = list(self.denoiser.parameters())
             th._foreach_lerp_(ema, online, 1.0 - self.ema_decay)
 
+    def set_n_sampling_steps(self, n_sampling_steps: int | None) -> None:
+        """
+        Sample with another number of denoising steps, strided over the same N training steps (the denoiser is
+        unchanged: strided sampling needs no retraining). ``benchmarks/strided_sampling.py`` measures its effect.
+
+        :param n_sampling_steps: steps of the sampler (``None``: all N)
+        """
+        schedule = DiffusionSchedule(self.schedule.n_diffusion_steps, self.schedule.tau, n_sampling_steps)
+        self.schedule = schedule.to(self.schedule.alphas_cumprod.device)
+        self.sampler.schedule = self.schedule
+
     def _check_obs0(self, obs0: th.Tensor) -> None:
         if obs0.dim() != 2 or obs0.shape[1] != self.obs_dim:
             raise ValueError(f"start states must have shape (batch, {self.obs_dim}), got {tuple(obs0.shape)}")
