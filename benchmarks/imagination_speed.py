@@ -1,11 +1,11 @@
 """
 How fast PolyGRAD imagines and trains, as a fraction of what this machine's matrix units can do.
 
-Measures, in one run: the machine's fp32 matmul throughput (a large square matmul), imagined transitions per second
-of the guided sampler and denoiser training steps per second, for the paper's configuration (Hopper sizes, H = 10,
-N = 128, batch 1024, residual MLP 1024 x 6, policy 256 x 256) and for the shipped CPU configuration
-(InvertedPendulum sizes, the CPU entry of ``hyperparams/polygrad.yml``), and the imagination cost of strided sampling
-(fewer denoising steps). Networks are freshly initialised: speed does not depend on the weights.
+Measures, in one run: the machine's fp32 matmul throughput (a large square matmul); imagined transitions per second of
+the guided sampler, eager and compiled (``compile_imagination``) side by side with the largest difference of their
+samples; and denoiser training steps per second. Both for the paper's configuration (Hopper sizes, H = 10, N = 128,
+batch 1024, residual MLP 1024 x 6, policy 256 x 256) and for the shipped CPU configuration (InvertedPendulum sizes, the
+CPU entry of ``hyperparams/polygrad.yml``). Networks are freshly initialised: speed does not depend on the weights.
 
     python -m benchmarks.imagination_speed --threads 2
 
@@ -13,6 +13,7 @@ Writes ``benchmarks/results/imagination_speed.md``.
 """
 
 import argparse
+import copy
 import platform
 import time
 from collections.abc import Callable
@@ -89,15 +90,43 @@ def build(config: SpeedConfig, n_sampling_steps: int | None = None) -> tuple[Dif
     return model, policy
 
 
-def measure(config: SpeedConfig, peak: float, repeats: int) -> list[str]:
-    model, policy = build(config)
+def imagination_rows(config: SpeedConfig, peak: float, repeats: int) -> list[str]:
+    """The eager sampler against the compiled one (``compile_imagination``), timed in alternating rounds so that a
+    change in the machine's load touches both alike, and their samples compared from the same random numbers."""
+    eager, policy = build(config)
+    fast = copy.deepcopy(eager)
+    fast.sampler.compile = True
     obs0 = th.randn(config.imagination_batch, config.obs_dim)
-    seconds = best_time(lambda: model.imagine(obs0, policy, 0.01), repeats)
-    transitions = config.imagination_batch * (config.horizon - 1)
-    steps = config.n_sampling_steps
-    denoiser_flops = steps * linear_flops(model.denoiser, config.imagination_batch)
-    policy_flops = steps * linear_flops(policy.actor, config.imagination_batch * config.horizon)
+    tic = time.perf_counter()
+    fast.imagine(obs0, policy, 0.01)
+    compile_seconds = time.perf_counter() - tic
+    seconds = {"eager": float("inf"), "compiled": float("inf")}
+    for _ in range(repeats):
+        seconds["eager"] = min(seconds["eager"], best_time(lambda: eager.imagine(obs0, policy, 0.01), 1))
+        seconds["compiled"] = min(seconds["compiled"], best_time(lambda: fast.imagine(obs0, policy, 0.01), 1))
+    expected = eager.imagine(obs0, policy, 0.01, generator=th.Generator().manual_seed(0))
+    got = fast.imagine(obs0, policy, 0.01, generator=th.Generator().manual_seed(0))
+    state_diff = (got.observations - expected.observations).abs().max().item()
+    action_diff = (got.actions - expected.actions).abs().max().item()
 
+    transitions = config.imagination_batch * (config.horizon - 1)
+    denoiser_flops = config.n_sampling_steps * linear_flops(eager.denoiser, config.imagination_batch)
+    policy_flops = config.n_sampling_steps * linear_flops(policy.actor, config.imagination_batch * config.horizon)
+    rows = []
+    for path, secs in seconds.items():
+        gflops = denoiser_flops / secs / 1e9
+        diff = "-" if path == "eager" else f"{state_diff:.1e} / {action_diff:.1e} (compiled in {compile_seconds:.0f} s)"
+        rows.append(
+            f"| {config.name} | {path} | {secs:.4f} | {transitions / secs:,.0f} | {seconds['eager'] / secs:.2f}x | "
+            f"{gflops:.1f} ({100 * gflops / peak:.0f}%) | {100 * denoiser_flops / (denoiser_flops + policy_flops):.0f}% | "
+            f"{diff} |"
+        )
+    return rows
+
+
+def training_row(config: SpeedConfig, peak: float, repeats: int) -> str:
+    """Denoiser training steps per second (forward, backward, Adam) on random windows."""
+    model, _ = build(config)
     batch = WindowSamples(
         th.randn(config.train_batch, config.horizon, config.obs_dim),
         th.randn(config.train_batch, config.horizon, config.action_dim),
@@ -112,24 +141,9 @@ def measure(config: SpeedConfig, peak: float, repeats: int) -> list[str]:
         loss.backward()
         optimizer.step()
 
-    train_seconds = best_time(train_step, repeats)
-    train_flops = 3 * linear_flops(model.denoiser, config.train_batch)  # forward + two backward matmuls
-    return [
-        f"| {config.name} | {transitions / seconds:,.0f} | {seconds:.3f} | "
-        f"{denoiser_flops / seconds / 1e9:.1f} ({100 * denoiser_flops / seconds / 1e9 / peak:.0f}%) | "
-        f"{100 * denoiser_flops / (denoiser_flops + policy_flops):.0f}% | {1 / train_seconds:,.1f} | "
-        f"{train_flops / train_seconds / 1e9:.1f} ({100 * train_flops / train_seconds / 1e9 / peak:.0f}%) |"
-    ]
-
-
-def strided(config: SpeedConfig, counts: list[int], repeats: int) -> list[str]:
-    rows = []
-    obs0 = th.randn(config.imagination_batch, config.obs_dim)
-    for count in counts:
-        model, policy = build(config, count)
-        seconds = best_time(lambda model=model, policy=policy: model.imagine(obs0, policy, 0.01), repeats)
-        rows.append(f"| {config.name} | {count} of {config.n_diffusion_steps} | {seconds:.3f} |")
-    return rows
+    seconds = best_time(train_step, repeats)
+    gflops = 3 * linear_flops(model.denoiser, config.train_batch) / seconds / 1e9  # forward + two backward matmuls
+    return f"| {config.name} | {1 / seconds:,.1f} | {gflops:.1f} ({100 * gflops / peak:.0f}%) |"
 
 
 def main() -> None:
@@ -145,25 +159,29 @@ def main() -> None:
         "",
         f"Command: `python -m benchmarks.imagination_speed --threads {args.threads}`. "
         f"Machine: {platform.processor() or platform.machine()}, torch {th.__version__}, {args.threads} thread(s), "
-        f"eager fp32, CPU. Fastest of {args.repeats} calls after a warm-up.",
+        f"fp32, CPU. Fastest of {args.repeats} calls after a warm-up; eager and compiled calls alternate.",
         "",
         f"Measured fp32 matmul throughput (2048 x 2048): **{peak:.1f} GFLOP/s**; shares below are of this figure.",
         "",
-        "| configuration | imagined transitions / s | s per imagination | denoiser GFLOP/s in imagination (share of matmul) "
-        "| denoiser share of imagination FLOPs | denoiser train steps / s | train GFLOP/s (share) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Imagination, the eager sampler against the compiled one (`compile_imagination=True`); the last column is the "
+        "largest absolute difference of the imagined states / actions from the eager ones, same random numbers:",
+        "",
+        "| configuration | path | s per imagination | imagined transitions / s | speed-up | denoiser GFLOP/s (share "
+        "of matmul) | denoiser share of imagination FLOPs | max abs difference, states / actions |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for config in (CPU, PAPER):
-        lines += measure(config, peak, args.repeats)
+        lines += imagination_rows(config, peak, args.repeats)
     lines += [
         "",
-        "Strided sampling: cost of one imagination against the number of denoising steps (its effect on world-model error"
-        " is not measured here).",
+        "Denoiser training (forward, backward and Adam step, batch 256):",
         "",
-        "| configuration | sampling steps | s per imagination |",
-        "|---|---|---:|",
-        *strided(CPU, [32, 16, 8], args.repeats),
-        *strided(PAPER, [128, 32, 16, 8], 1),
+        "| configuration | train steps / s | GFLOP/s (share of matmul) |",
+        "|---|---:|---:|",
+        *[training_row(config, peak, args.repeats) for config in (CPU, PAPER)],
+        "",
+        "Fewer denoising steps: `python -m benchmarks.strided_sampling` (results/strided_sampling.md) measures their "
+        "cost together with their world-model error.",
     ]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "imagination_speed.md").write_text("\n".join(lines) + "\n")
