@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -67,6 +69,14 @@ def test_world_model_error_is_logged_on_mujoco(tiny_kwargs):
         assert key in recorded, key
         assert np.isfinite(recorded[key])
     assert model.replay_buffer.sim_states is not None
+
+
+def test_learning_rate_schedule_decaying_to_zero_runs_to_the_end(tiny_kwargs):
+    # The zoo's "lin_3e-4" reaches a rate of exactly 0 at the last training call: no log(0), no pointless line search.
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, learning_rate=lambda progress: 3e-4 * progress, **tiny_kwargs)
+    model.learn(200)
+    assert model.num_timesteps == 200 and math.isfinite(model.actor_lr.value)
+    assert model.logger.name_to_value["train/line_search_steps"] == 0  # the last step had a rate of 0: nothing to search
 
 
 @pytest.mark.parametrize("vec_env_cls", [DummyVecEnv, SubprocVecEnv])

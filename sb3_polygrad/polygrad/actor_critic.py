@@ -125,7 +125,7 @@ class ImaginedActorCritic:
         actor.optimizer.step()
         initial = size = self.update_size(traj, old_log_prob)
         lr, steps = actor_lr, 0
-        while cfg.line_search and steps < cfg.line_search_max_iters:
+        while cfg.line_search and lr > 0 and steps < cfg.line_search_max_iters:  # a zero rate cannot be searched
             if abs(size - cfg.target_policy_update) <= cfg.line_search_tolerance * cfg.target_policy_update:
                 break
             new_lr = lr * cfg.line_search_ratio if size > cfg.target_policy_update else lr / cfg.line_search_ratio
@@ -177,4 +177,5 @@ class AdaptiveLearningRate:
         (-self.log_lr * (target - update_size)).backward()
         self.optimizer.step()
         with th.no_grad():
-            self.log_lr.clamp_(max=math.log(max_lr))
+            # A schedule that decays to 0 (the zoo's "lin_" rates) ends at max_lr = 0: floored, as in __init__.
+            self.log_lr.clamp_(max=math.log(max(max_lr, 1e-12)))
