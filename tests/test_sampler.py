@@ -138,17 +138,18 @@ def test_bad_sampler_options():
 @pytest.mark.parametrize("predict_epsilon", [False, True])
 def test_compiled_sampler_gives_the_eager_samples(predict_epsilon):
     # The fast path: the same random numbers in the same order, fused arithmetic; equal to float rounding.
-    denoiser, eager, normalizer = make("grad", predict_epsilon=predict_epsilon)
-    compiled = PolicyGuidedSampler(eager.schedule, predict_epsilon=predict_epsilon, compile=True)
+    denoiser, eager, normalizer = make("grad", n_steps=5, predict_epsilon=predict_epsilon, state_change_clip_steps=2)
+    compiled = PolicyGuidedSampler(eager.schedule, predict_epsilon=predict_epsilon, state_change_clip_steps=2, compile=True)
+    compiled.compiled_block_steps = 3  # two compiled blocks, 3 + 2 steps, the last with the clip; eager runs one block
     normalizer.update(th.randn(64, H, OBS_DIM) * 2 + 1, th.randn(64, H, ACT_DIM), th.randn(64, H), th.zeros(64, H))
     for seed, g in [(0, 0.05), (1, 0.2)]:  # a second guidance scale must not change the result's correctness
         _, expected = imagine(denoiser, eager, normalizer, FixedGaussianPolicy(), g, batch=32, seed=seed)
         _, got = imagine(denoiser, compiled, normalizer, FixedGaussianPolicy(), g, batch=32, seed=seed)
         assert th.allclose(got.observations, expected.observations, atol=1e-4)
         assert th.allclose(got.actions, expected.actions, atol=1e-4)
-    assert compiled._compiled_step is not None  # the compiled step did run
+    assert compiled._compiled_block is not None  # the compiled loop did run
 
 
 def test_compiled_sampler_can_be_copied():
     _, sampler, _ = make("grad", compile=True)
-    assert copy.deepcopy(sampler)._compiled_step is None and pickle.loads(pickle.dumps(sampler)).compile
+    assert copy.deepcopy(sampler)._compiled_block is None and pickle.loads(pickle.dumps(sampler)).compile
