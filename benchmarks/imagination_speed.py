@@ -2,10 +2,11 @@
 How fast PolyGRAD imagines and trains, as a fraction of what this machine's matrix units can do.
 
 Measures, in one run: the machine's fp32 matmul throughput (a large square matmul); imagined transitions per second of
-the guided sampler, eager and compiled (``compile_imagination``) side by side with the largest difference of their
-samples; and denoiser training steps per second. Both for the paper's configuration (Hopper sizes, H = 10, N = 128,
-batch 1024, residual MLP 1024 x 6, policy 256 x 256) and for the shipped CPU configuration (InvertedPendulum sizes, the
-CPU entry of ``hyperparams/polygrad.yml``). Networks are freshly initialised: speed does not depend on the weights.
+the guided sampler: the plain eager loop (the step embedding per sample and step, as the reference), the eager
+sampler and the compiled one (``compile_imagination``), side by side, with the largest difference of their samples;
+and denoiser training steps per second. Both for the paper's configuration (Hopper sizes, H = 10, N = 128, batch
+1024, residual MLP 1024 x 6, policy 256 x 256) and for the shipped CPU configuration (InvertedPendulum sizes, the CPU
+entry of ``hyperparams/polygrad.yml``). Networks are freshly initialised: speed does not depend on the weights.
 
     python -m benchmarks.imagination_speed --threads 2
 
