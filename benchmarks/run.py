@@ -58,6 +58,8 @@ PRESETS = {
             EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
         ),
     ),
+    # PolyGRAD alone on InvertedPendulum past the quick budget: what happens after the policy gets good.
+    "ip-50k": Preset(envs=(EnvSetting("InvertedPendulum-v4", 50_000, 2_000, 950.0),), algos=("polygrad",), seeds=(0, 1)),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(
