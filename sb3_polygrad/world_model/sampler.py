@@ -11,7 +11,7 @@ action units (SB3's [-1, 1]-scaled actions).
 """
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import torch as th
 
@@ -43,6 +43,16 @@ def inpaint(x: th.Tensor, obs0: th.Tensor) -> th.Tensor:
     :return: ``x``"""
     x[:, 0, : obs0.shape[-1]] = obs0
     return x
+
+
+class SamplingRun(NamedTuple):
+    """What every step of one sampling run shares: the networks, the statistics, the start states, the guidance scale."""
+
+    denoiser: Denoiser
+    normalizer: TransitionNormalizer
+    policy: GuidancePolicy | None
+    obs0: th.Tensor  # normalised start states, (B, O)
+    guidance_scale: th.Tensor  # g, a 0-d tensor so that a compiled loop does not specialise on its value
 
 
 def gaussian_log_prob_grad(actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
@@ -170,7 +180,7 @@ class PolicyGuidedSampler:
         # computed once, for one row that broadcasts over the batch.
         time_embeddings = denoiser.embed_time(self.schedule.sampling_timesteps)  # (K, E) or None
         coefficients = self.schedule.sampling_coefficients  # (K, 5)
-        g = th.as_tensor(guidance_scale, dtype=x.dtype, device=device)
+        run = SamplingRun(denoiser, normalizer, policy, obs0, th.as_tensor(guidance_scale, dtype=x.dtype, device=device))
         moves_actions = policy is not None and self.guidance_type != "none"
         # Compiled only for guided imagination, the hot path. Steps run in blocks of up to `compiled_block_steps`: one
         # compiled call per block removes the per-call overhead of small steps, and since every per-step number enters
@@ -189,12 +199,18 @@ class PolicyGuidedSampler:
                 if moves_actions:
                     action_noise.append(th.randn(actions.shape, device=device, generator=generator))
                 state_noise.append(th.randn(shape, device=device, generator=generator))
+            embeddings = None if time_embeddings is None else time_embeddings[start:stop]
             x, actions = run_block(
-                denoiser, normalizer, policy, x, actions, obs0,
-                None if time_embeddings is None else time_embeddings[start:stop], coefficients[start:stop], g,
-                action_noise, state_noise,
-                clips=tuple(clips[start:stop]), final=final,
-            )  # fmt: skip
+                run,
+                x,
+                actions,
+                embeddings,
+                coefficients[start:stop],
+                action_noise,
+                state_noise,
+                tuple(clips[start:stop]),
+                final,
+            )
         return x, actions
 
     def _compiled(self) -> Callable[..., tuple[th.Tensor, th.Tensor]]:
@@ -205,15 +221,11 @@ class PolicyGuidedSampler:
 
     def _run_block(
         self,
-        denoiser: Denoiser,
-        normalizer: TransitionNormalizer,
-        policy: GuidancePolicy | None,
+        run: SamplingRun,
         x: th.Tensor,
         actions: th.Tensor,
-        obs0: th.Tensor,
         time_embeddings: th.Tensor | None,
         coefficients: th.Tensor,
-        guidance_scale: th.Tensor,
         action_noise: list[th.Tensor],
         state_noise: list[th.Tensor],
         clips: tuple[bool, ...],
@@ -223,25 +235,20 @@ class PolicyGuidedSampler:
         step comes from the caller (``action_noise`` empty when the actions do not move)."""
         for i, clip_states in enumerate(clips):
             last = final and i == len(clips) - 1
+            embedding = None if time_embeddings is None else time_embeddings[i : i + 1]
             x, actions = self._step(
-                denoiser, normalizer, policy, x, actions, obs0,
-                None if time_embeddings is None else time_embeddings[i : i + 1], coefficients[i], guidance_scale,
-                None if last or not action_noise else action_noise[i], None if last else state_noise[i],
-                clip_states=clip_states, final=last,
+                run, x, actions, embedding, coefficients[i],
+                None if last or not action_noise else action_noise[i], None if last else state_noise[i], clip_states, last,
             )  # fmt: skip
         return x, actions
 
     def _step(
         self,
-        denoiser: Denoiser,
-        normalizer: TransitionNormalizer,
-        policy: GuidancePolicy | None,
+        run: SamplingRun,
         x: th.Tensor,
         actions: th.Tensor,
-        obs0: th.Tensor,
         time_embedding: th.Tensor | None,
         coefficients: th.Tensor,
-        guidance_scale: th.Tensor,
         action_noise: th.Tensor | None,
         state_noise: th.Tensor | None,
         clip_states: bool,
@@ -250,6 +257,7 @@ class PolicyGuidedSampler:
         """One denoising step (section 1.4): ``x_t, a_t -> x_{t-1}, a_{t-1}``, or the final window and actions.
 
         Deterministic given the noise, which the caller draws (``None`` at the final step)."""
+        denoiser, normalizer, policy, obs0, guidance_scale = run
         sqrt_alpha_bar, sqrt_one_minus_alpha_bar, coef_x0, coef_xt, std = coefficients.unbind()
         # 1. Predict the clean window; the network sees the actions scaled as in training (no action noise).
         out = denoiser.denoise(x, sqrt_alpha_bar * actions, time_embedding)
