@@ -36,7 +36,7 @@ def test_collected_transitions_replay_exactly_from_their_simulator_states(datase
     assert np.abs(dataset.actions).max() > 1.0, "unclipped Gaussian samples are stored"
     env_actions = to_env_actions(dataset.actions, env.action_space.low, env.action_space.high)
     for i in range(0, 400, 37):
-        next_obs, reward, _ = replay_actions(env, dataset.sim_states[i], env_actions[i : i + 1])
+        next_obs, reward, _, _ = replay_actions(env, dataset.sim_states[i], env_actions[i : i + 1])
         np.testing.assert_allclose(next_obs[0], dataset.next_observations[i], rtol=1e-6, atol=1e-6)
         assert reward[0] == dataset.rewards[i]
 
@@ -109,7 +109,7 @@ def test_replay_buffer_windows_follow_the_simulator(dataset):
         n_steps = ended[0] + 1 if len(ended) else 2
         sim = windows.sim_states[i, 0].double().numpy()
         actions = to_env_actions(windows.actions[i, :n_steps].numpy(), low, high)
-        true_obs, _, _ = replay_actions(env, sim, actions)
+        true_obs, _, _, _ = replay_actions(env, sim, actions)
         np.testing.assert_allclose(windows.observations[i, 1 : n_steps + 1].numpy(), true_obs, atol=1e-4)
 
 

@@ -59,6 +59,10 @@ def test_world_model_error_is_logged_on_mujoco(tiny_kwargs):
     for key in [
         "world_model/state_mse_h1",
         "world_model/reward_mse_h0",
+        "world_model/termination_rate",
+        "world_model/true_termination_rate",
+        "world_model/data_actions_state_mse_h1",
+        "world_model/data_actions_true_termination_rate",
         "train/guidance_scale",
         "train/imagined_action_std",
         "train/actor_learning_rate",

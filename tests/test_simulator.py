@@ -13,7 +13,7 @@ def simulator_trajectory(env: gym.Env, horizon: int, seed: int) -> tuple[Imagine
     sim_state = env.unwrapped.state_vector().copy()
     actions = rng.uniform(-1, 1, size=(horizon, 1)).astype(np.float32)
     env_actions = to_env_actions(actions, env.action_space.low, env.action_space.high)
-    true_obs, true_rewards, _ = replay_actions(env, sim_state, env_actions[:-1])
+    true_obs, true_rewards, _, _ = replay_actions(env, sim_state, env_actions[:-1])
     obs = np.concatenate([obs0[None], true_obs])
     traj = ImaginedTrajectory(
         th.as_tensor(obs[None]),  # float64: the comparison is exact
@@ -42,3 +42,23 @@ def test_metric_is_zero_for_the_simulator_itself():
 
 def test_pendulum_has_no_simulator_state():
     assert not supports_sim_state(gym.make("Pendulum-v1"))
+
+
+def test_termination_rate_counts_replays_that_end_within_the_window():
+    env = gym.make("InvertedPendulum-v4")
+    env.reset(seed=0)
+    sim_state = env.unwrapped.state_vector().copy()
+    horizon = 10
+    # Full force one way topples the pole within 10 steps (in 3); no force from the (nearly) upright start does not.
+    actions = th.stack([th.ones(horizon, 1), th.zeros(horizon, 1)]).double()
+    env_actions = [to_env_actions(a.numpy(), env.action_space.low, env.action_space.high) for a in actions]
+    steps = [replay_actions(env, sim_state, a)[2:] for a in env_actions]
+    assert steps[0][1] and steps[0][0] < horizon and not steps[1][1] and steps[1][0] == horizon
+    batch = ImaginedTrajectory(
+        th.zeros(2, horizon + 1, 4, dtype=th.float64),
+        th.cat([actions, actions[:, :1]], dim=1),
+        th.zeros(2, horizon + 1),
+        th.zeros(2, horizon + 1),
+    )
+    errors = open_loop_errors(env, batch, np.stack([sim_state, sim_state]), env.action_space.low, env.action_space.high)
+    assert errors["termination_rate"] == 0.5

@@ -28,15 +28,15 @@ def to_env_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np
     return low + 0.5 * (np.clip(actions, -1.0, 1.0) + 1.0) * (high - low)
 
 
-def replay_actions(env: gym.Env, sim_state: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def replay_actions(env: gym.Env, sim_state: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """
     Replay actions open loop from a simulator state.
 
     :param env: a MuJoCo env (reset at least once)
     :param sim_state: ``[qpos, qvel]`` at the start
     :param actions: env actions, shape (T, A)
-    :return: the observations after each step (T, O), the rewards (T,), and the number of steps taken before the episode
-        terminated (T if it did not)
+    :return: the observations after each step (T, O), the rewards (T,), the number of steps taken (up to and including
+        the one that terminated the episode), and whether the episode terminated
     """
     set_sim_state(env, sim_state)
     observations, rewards = [], []
@@ -46,8 +46,8 @@ def replay_actions(env: gym.Env, sim_state: np.ndarray, actions: np.ndarray) -> 
         rewards.append(reward)
         if terminated:
             pad = len(actions) - k - 1
-            return np.array(observations + [obs] * pad), np.array(rewards + [0.0] * pad), k + 1
-    return np.array(observations), np.array(rewards), len(actions)
+            return np.array(observations + [obs] * pad), np.array(rewards + [0.0] * pad), k + 1, True
+    return np.array(observations), np.array(rewards), len(actions), False
 
 
 def open_loop_errors(
@@ -65,15 +65,17 @@ def open_loop_errors(
     :param action_low: lower bound of the env's actions
     :param action_high: upper bound of the env's actions
     :return: ``state_mse`` (H,) mean over trajectories and state dimensions at each step (0 at step 0, the real start
-        state), ``reward_mse`` of the first step, and ``count`` (H,) trajectories alive at each step
+        state), ``reward_mse`` of the first step, ``count`` (H,) trajectories alive at each step, and
+        ``termination_rate``: the share of trajectories whose replayed episode terminates within the window
     """
     obs = trajectory.observations.detach().cpu().numpy()
     env_actions = to_env_actions(trajectory.actions.detach().cpu().numpy(), action_low, action_high)
     rewards = trajectory.rewards.detach().cpu().numpy()
     horizon = obs.shape[1]
-    sq_err, count, reward_err = np.zeros(horizon), np.zeros(horizon), []
+    sq_err, count, reward_err, n_terminated = np.zeros(horizon), np.zeros(horizon), [], 0
     for i in range(obs.shape[0]):
-        true_obs, true_rewards, alive = replay_actions(env, start_sim_states[i], env_actions[i, :-1])
+        true_obs, true_rewards, alive, terminated = replay_actions(env, start_sim_states[i], env_actions[i, :-1])
+        n_terminated += terminated
         # true_obs[k - 1] is s_k; the error is compared for s_1..s_alive.
         sq_err[1 : alive + 1] += ((obs[i, 1 : alive + 1] - true_obs[:alive]) ** 2).mean(axis=-1)
         count[0 : alive + 1] += 1
@@ -82,4 +84,5 @@ def open_loop_errors(
         "state_mse": sq_err / np.maximum(count, 1),
         "reward_mse": float(np.mean(reward_err)),
         "count": count,
+        "termination_rate": n_terminated / obs.shape[0],
     }

@@ -477,20 +477,29 @@ class PolyGRAD(OffPolicyAlgorithm):
                 return
         batch = self.replay_buffer.sample_windows(self.world_model_eval_trajectories, self.horizon)
         assert batch.sim_states is not None
-        trajectory = self.world_model.imagine(batch.observations[:, 0], self.policy, self.log_guidance_scale.exp().item())
-        errors = open_loop_errors(
-            self._open_loop_env,
-            trajectory,
-            batch.sim_states[:, 0].cpu().numpy(),
-            self.action_space.low,  # type: ignore[attr-defined]
-            self.action_space.high,  # type: ignore[attr-defined]
-        )
-        state_mse = errors["state_mse"]
-        assert isinstance(state_mse, np.ndarray)
-        for k in sorted({1, 5, 10, self.horizon - 1}):
-            if k < self.horizon:
-                self.logger.record(f"world_model/state_mse_h{k}", float(state_mse[k]))
-        self.logger.record("world_model/reward_mse_h0", errors["reward_mse"])
+        start_sim_states = batch.sim_states[:, 0].cpu().numpy()
+        imagined = self.world_model.imagine(batch.observations[:, 0], self.policy, self.log_guidance_scale.exp().item())
+        # The same start states with the recorded actions: the gap between the two errors is what guidance costs. A
+        # denoiser of whole windows reads states off the actions that follow them (in the data the behaviour policy chose
+        # them from those states), so guided actions can pull imagined states away from the states they lead to.
+        with_data_actions = self.world_model.sample_with_actions(batch.observations[:, 0], batch.actions)
+        for prefix, trajectory in (("", imagined), ("data_actions_", with_data_actions)):
+            errors = open_loop_errors(
+                self._open_loop_env,
+                trajectory,
+                start_sim_states,
+                self.action_space.low,  # type: ignore[attr-defined]
+                self.action_space.high,  # type: ignore[attr-defined]
+            )
+            state_mse = errors["state_mse"]
+            assert isinstance(state_mse, np.ndarray)
+            for k in sorted({1, 5, 10, self.horizon - 1}):
+                if k < self.horizon:
+                    self.logger.record(f"world_model/{prefix}state_mse_h{k}", float(state_mse[k]))
+            self.logger.record(f"world_model/{prefix}reward_mse_h0", errors["reward_mse"])
+            # Share of trajectories whose episode ends within the window: as predicted, and in the simulator.
+            self.logger.record(f"world_model/{prefix}termination_rate", trajectory.dones[:, :-1].amax(dim=1).mean().item())
+            self.logger.record(f"world_model/{prefix}true_termination_rate", errors["termination_rate"])
 
     # ----- SB3 plumbing -----------------------------------------------------------------------------------------------------
 
