@@ -134,7 +134,9 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
 
         def evaluate(self) -> None:
             self.train_time += time.perf_counter() - self.tic
-            sync_envs_normalization(self.model.get_env(), self.eval_env)
+            train_env = self.model.get_env()
+            assert train_env is not None  # learn() runs with an env
+            sync_envs_normalization(train_env, self.eval_env)
             mean, std = evaluate_policy(self.model, self.eval_env, preset.n_eval_episodes, deterministic=True)
             rows.append(dict(algo=algo, env=setting.env_id, seed=seed, env_steps=self.num_timesteps,
                              eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2)))  # fmt: skip
