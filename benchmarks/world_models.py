@@ -48,6 +48,7 @@ from sb3_polygrad.baselines import (
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.datasets import SACGaussianPolicy, TransitionDataset, collect_transitions, episode_returns, train_sac
 from sb3_polygrad.world_model.types import WindowSamples
+from sb3_polygrad.world_model.world_model import DenoiserName
 
 RESULTS = Path(__file__).parent / "results"
 REPORT_STEPS = (1, 5, 10, 50, 200)  # steps after the start at which the state error is tabulated
@@ -141,14 +142,22 @@ PRESETS = {
 }
 
 
-def build_models(
-    preset: Preset, obs_dim: int, action_dim: int, attention_study: bool = False
-) -> dict[str, ComparisonWorldModel]:
-    """One instance of every world model of the comparison, by display name; with ``attention_study``, only the
-    PolyGRAD transformer denoiser with causal and with bidirectional attention (the measurement behind its default)."""
+def build_models(preset: Preset, obs_dim: int, action_dim: int, study: str | None = None) -> dict[str, ComparisonWorldModel]:
+    """One instance of every world model of the comparison, by display name; with ``study="attention"``, only the
+    PolyGRAD transformer denoiser with causal and with bidirectional attention (the measurement behind its default);
+    with ``study="causal"``, only PolyGRAD's residual MLP and its causally masked variant, same sizes."""
     models: dict[str, ComparisonWorldModel] = {}
     guidance_lr = preset.guidance_learning_rate
-    if attention_study:
+    if study == "causal":
+        for h in preset.horizons:
+            mlp_kwargs = {**preset.diffusion, "denoiser_kwargs": preset.mlp_denoiser.get(h, {})}
+            variants: list[tuple[DenoiserName, str]] = [("mlp", "MLP"), ("causal_mlp", "causal MLP")]
+            for denoiser, label in variants:
+                models[f"PolyGRAD-{label} (H={h})"] = PolyGRADWorldModel(
+                    obs_dim, action_dim, h, denoiser, guidance_learning_rate=guidance_lr, world_model_kwargs=mlp_kwargs
+                )
+        return models
+    if study == "attention":
         for h in preset.horizons:
             for causal, label in [(True, "causal"), (False, "bidirectional")]:
                 tf_kwargs = {**preset.diffusion, "noise_schedule_tau": 1.0,
@@ -247,7 +256,7 @@ def comparison_statement(rows: list[dict[str, Any]]) -> str:
     """PolyGRAD-MLP against autoregressive diffusion, in ratios computed from the table."""
     by_name = {row["model"]: row for row in rows}
     ar = by_name.get("Autoregressive diffusion")
-    if ar is None:  # the attention study has no autoregressive model to compare with
+    if ar is None:  # the studies have no autoregressive model to compare with
         return ""
     lines = []
     for row in rows:
@@ -394,10 +403,15 @@ def main() -> None:
     parser.add_argument("--device", help="torch device (default: the preset's)")
     parser.add_argument("--train-steps", type=int, help="updates per model (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
+    studies = parser.add_mutually_exclusive_group()
+    studies.add_argument(
         "--attention-study", action="store_true", help="only the transformer denoiser, causal against bidirectional"
     )
+    studies.add_argument(
+        "--causal-study", action="store_true", help="only the residual MLP denoiser, unmasked against causally masked"
+    )
     args = parser.parse_args()
+    study = "attention" if args.attention_study else "causal" if args.causal_study else None
     preset = PRESETS[args.preset]
     if args.train_steps is not None:
         preset = replace(preset, train_steps=args.train_steps)
@@ -416,9 +430,7 @@ def main() -> None:
     env = gym.make(env_id)
     env.reset(seed=args.seed)
     obs_dim, action_dim = dataset.observations.shape[1], dataset.actions.shape[1]
-    models = {
-        name: model.to(device) for name, model in build_models(preset, obs_dim, action_dim, args.attention_study).items()
-    }
+    models = {name: model.to(device) for name, model in build_models(preset, obs_dim, action_dim, study).items()}
     rows, curves = train_and_evaluate(preset, models, (train_set, buffer, val_buffer), policy, env, args.seed)
     curves["No-change reference (s_k = s_0)"] = no_change_error(val_buffer, max(preset.horizons), preset.eval_trajectories)
     time_models(preset, models, rows, buffer.sample_windows(preset.timing_trajectories, 2).observations[:, 0], policy)
@@ -442,7 +454,7 @@ def main() -> None:
         f"({preset.timing_horizon - 1} imagined steps), fastest of 2 rounds over all models, in this one run.",
     ]
     name = f"world_models_{args.preset}" + ("" if args.train_steps is None else f"_{args.train_steps}steps")
-    name += "_attention" if args.attention_study else ""
+    name += f"_{study}" if study else ""
     write_outputs(name, rows, curves, header)
     print(f"done in {wall / 60:.1f} min: {RESULTS}/{name}.md", flush=True)
 

@@ -12,7 +12,7 @@ from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
 # Adam rates of the reference's world-model-only configs (polygrad-method.md section 4.4).
-DEFAULT_LEARNING_RATES: dict[str, float] = {"mlp": 3e-4, "transformer": 1e-4}
+DEFAULT_LEARNING_RATES: dict[str, float] = {"mlp": 3e-4, "causal_mlp": 3e-4, "transformer": 1e-4}
 
 
 class PolyGRADWorldModel(ComparisonWorldModel):
@@ -26,7 +26,7 @@ class PolyGRADWorldModel(ComparisonWorldModel):
     :param obs_dim: O
     :param action_dim: A
     :param horizon: H, rows of the diffused windows
-    :param denoiser: ``"mlp"`` (residual MLP) or ``"transformer"``
+    :param denoiser: ``"mlp"`` (residual MLP), ``"causal_mlp"`` (causally masked residual MLP) or ``"transformer"``
     :param learning_rate: Adam rate of the denoiser (``None``: 3e-4 for the MLP, 1e-4 for the transformer, as the paper)
     :param guidance_scale: initial guidance scale g
     :param guidance_learning_rate: SGD rate on ``log g``

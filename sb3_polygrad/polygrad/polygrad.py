@@ -59,7 +59,8 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param agent_gradient_steps: imagine-then-update rounds of the actor-critic per training call
     :param world_model_warmup: env steps after ``learning_starts`` in which only the world model trains
     :param horizon: H, length of the diffused (and imagined) trajectories
-    :param denoiser: ``"mlp"`` (residual MLP) or ``"transformer"``
+    :param denoiser: ``"mlp"`` (residual MLP, the paper's), ``"causal_mlp"`` (the same, masked so that no state sees the
+        actions that follow it: imagination that obeys the dynamics, ``world_model/causal_mlp.py``) or ``"transformer"``
     :param n_diffusion_steps: N, diffusion steps of the world model
     :param noise_schedule_tau: temperature of the cosine noise schedule (paper: 0.1 for Hopper, else 1.0)
     :param n_sampling_steps: denoising steps of imagination, strided over N (``None``: all N, as the paper)

@@ -217,6 +217,3 @@ class TransformerDenoiser(Denoiser):
             h = h + time_embedding.unsqueeze(1)  # broadcast over H
         mask = nn.Transformer.generate_square_subsequent_mask(horizon, device=x_t.device) if self.causal else None
         return self.head(self.blocks(h, mask=mask, is_causal=self.causal))  # (B, H, D)
-
-
-DENOISERS: dict[str, type[Denoiser]] = {"mlp": ResidualMLPDenoiser, "transformer": TransformerDenoiser}

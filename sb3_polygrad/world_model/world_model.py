@@ -10,13 +10,19 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_polygrad.world_model.denoisers import DENOISERS, Denoiser
+from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser
+from sb3_polygrad.world_model.denoisers import Denoiser, ResidualMLPDenoiser, TransformerDenoiser
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.sampler import GuidancePolicy, PolicyGuidedSampler, inpaint
 from sb3_polygrad.world_model.schedule import DiffusionSchedule
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 
-DenoiserName = Literal["mlp", "transformer"]
+DenoiserName = Literal["mlp", "causal_mlp", "transformer"]
+DENOISERS: dict[str, type[Denoiser]] = {
+    "mlp": ResidualMLPDenoiser,
+    "causal_mlp": CausalResidualMLPDenoiser,
+    "transformer": TransformerDenoiser,
+}
 
 
 def check_finite(name: str, tensor: th.Tensor) -> None:
@@ -35,7 +41,8 @@ class DiffusionWorldModel(nn.Module):
     :param obs_dim: O
     :param action_dim: A
     :param horizon: H, the window length (paper: 10)
-    :param denoiser: ``"mlp"`` (residual MLP, the paper's default) or ``"transformer"``
+    :param denoiser: ``"mlp"`` (residual MLP, the paper's default), ``"causal_mlp"`` (the same, masked so that outputs see
+        only the past) or ``"transformer"``
     :param denoiser_kwargs: keyword arguments of the denoiser class (``hidden_dim``, ``num_layers``, ``d_model``, ...)
     :param n_diffusion_steps: N (paper: 128)
     :param noise_schedule_tau: temperature of the cosine schedule (paper: 1.0; 0.1 for Hopper)

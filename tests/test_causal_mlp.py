@@ -1,0 +1,49 @@
+import pytest
+import torch as th
+
+from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser
+from sb3_polygrad.world_model.world_model import DiffusionWorldModel
+
+OBS, ACT, H = 3, 2, 4
+D = OBS + 2
+
+
+def jacobians() -> tuple[th.Tensor, th.Tensor]:
+    """d output / d noisy transitions (H, D, H, D) and d output / d actions (H, D, H, A) of one sample."""
+    th.manual_seed(0)
+    model = CausalResidualMLPDenoiser(D, ACT, H, hidden_dim=32, num_layers=2, embed_dim=16)
+    # Random affine parameters in the norms too, so that no path is hidden by a zero or a one.
+    for p in model.parameters():
+        p.data.normal_()
+    x, a, t = th.randn(1, H, D), th.randn(1, H, ACT), th.tensor([3])
+    jx = th.autograd.functional.jacobian(lambda x_: model(x_, a, t), x)[0, :, :, 0]
+    ja = th.autograd.functional.jacobian(lambda a_: model(x, a_, t), a)[0, :, :, 0]
+    return jx, ja
+
+
+def test_outputs_see_only_the_past():
+    jx, ja = jacobians()
+    for k in range(H):
+        for j in range(H):
+            # state of row k: states of rows <= k; rewards, terminals and actions of rows < k
+            assert (jx[k, :OBS, j, :OBS].abs().sum() > 0) == (j <= k)
+            assert (jx[k, :OBS, j, OBS:].abs().sum() > 0) == (j < k)
+            assert (ja[k, :OBS, j].abs().sum() > 0) == (j < k)
+            # reward and terminal of row k (the outcome of action k): one step further
+            assert (jx[k, OBS:, j, :OBS].abs().sum() > 0) == (j <= k + 1)
+            assert (jx[k, OBS:, j, OBS:].abs().sum() > 0) == (j <= k)
+            assert (ja[k, OBS:, j].abs().sum() > 0) == (j <= k)
+
+
+def test_too_narrow_is_a_clear_error():
+    with pytest.raises(ValueError, match="horizon \\+ 1"):
+        CausalResidualMLPDenoiser(D, ACT, 10, hidden_dim=8)
+
+
+def test_world_model_trains_and_imagines_with_it():
+    th.manual_seed(0)
+    model = DiffusionWorldModel(OBS, ACT, H, n_diffusion_steps=4, denoiser="causal_mlp",
+                                denoiser_kwargs=dict(hidden_dim=16, num_layers=1, embed_dim=16))  # fmt: skip
+    assert isinstance(model.denoiser, CausalResidualMLPDenoiser)
+    traj = model.sample_with_actions(th.randn(5, OBS), th.randn(5, H, ACT))
+    assert traj.observations.shape == (5, H, OBS) and th.isfinite(traj.observations).all()
