@@ -48,7 +48,7 @@ class Preset:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_eval_episodes: int = 10
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
+    hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
 
 
 PRESETS = {
@@ -60,6 +60,12 @@ PRESETS = {
     ),
     # PolyGRAD alone on InvertedPendulum past the quick budget: what happens after the policy gets good.
     "ip-50k": Preset(envs=(EnvSetting("InvertedPendulum-v4", 50_000, 2_000, 950.0),), algos=("polygrad",), seeds=(0, 1)),
+    # The quick preset's PolyGRAD with the causally masked denoiser (world_model/causal_mlp.py), 3 seeds.
+    "ip-causal": Preset(
+        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
+        algos=("polygrad",),
+        hyperparam_overrides={"denoiser": "causal_mlp"},
+    ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(
@@ -116,7 +122,7 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
     th.set_num_threads(1)
     register()
     preset = PRESETS[preset_name]
-    hyperparams = zoo_hyperparams(algo, setting.env_id)
+    hyperparams = {**zoo_hyperparams(algo, setting.env_id), **preset.hyperparam_overrides}
     rows: list[dict[str, Any]] = []
 
     class TimedEval(BaseCallback):
