@@ -308,8 +308,11 @@ def write_outputs(name: str, rows: list[dict[str, Any]], curves: dict[str, np.nd
     table.append("| No-change reference (s_k = s_0, real windows) | - | - | - | " + " | ".join(
         f"{reference[k]:.3g}" if k < len(reference) else "-" for k in steps
     ) + " | - | - |")  # fmt: skip
-    text = [*header, "", *table, "", "PolyGRAD against autoregressive diffusion (ratios of the numbers above):", ""]
-    text += [comparison_statement(rows), "", *diagnostic_table(rows, steps)]
+    text = [*header, "", *table, ""]
+    statement = comparison_statement(rows)
+    if statement:
+        text += ["PolyGRAD against autoregressive diffusion (ratios of the numbers above):", "", statement, ""]
+    text += diagnostic_table(rows, steps)
     (RESULTS / f"{name}.md").write_text("\n".join([*text, ""]))
 
     with (RESULTS / f"{name}.csv").open("w", newline="") as f:
