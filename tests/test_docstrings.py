@@ -7,7 +7,13 @@ from sb3_polygrad import PolyGRAD, PolyGRADPolicy
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.callbacks import ImaginationVideoCallback
 from sb3_polygrad.video.states import ObservationLayout
-from sb3_polygrad.world_model import DiffusionWorldModel, PolicyGuidedSampler, ResidualMLPDenoiser, TransformerDenoiser
+from sb3_polygrad.world_model import (
+    CausalResidualMLPDenoiser,
+    DiffusionWorldModel,
+    PolicyGuidedSampler,
+    ResidualMLPDenoiser,
+    TransformerDenoiser,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,6 +25,7 @@ from sb3_polygrad.world_model import DiffusionWorldModel, PolicyGuidedSampler, R
         DiffusionWorldModel,
         PolicyGuidedSampler,
         ResidualMLPDenoiser,
+        CausalResidualMLPDenoiser,
         TransformerDenoiser,
         ImaginationVideoCallback,
         ObservationLayout,

@@ -1,5 +1,6 @@
 """Everything diffusion: schedule, denoisers, normaliser, guided sampler and the world model that composes them."""
 
+from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser
 from sb3_polygrad.world_model.denoisers import ResidualMLPDenoiser, TransformerDenoiser
 from sb3_polygrad.world_model.normalization import RunningNormalizer, TransitionNormalizer
 from sb3_polygrad.world_model.sampler import GuidancePolicy, PolicyGuidedSampler, standardized_action_std
@@ -8,6 +9,7 @@ from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
 __all__ = [
+    "CausalResidualMLPDenoiser",
     "DiffusionSchedule",
     "DiffusionWorldModel",
     "GuidancePolicy",

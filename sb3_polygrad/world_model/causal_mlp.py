@@ -15,10 +15,9 @@ Shape letters: ``B`` batch, ``H`` horizon, ``D`` transition dim, ``A`` action di
 
 import torch as th
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
-from sb3_polygrad.world_model.denoisers import Denoiser, RandomFourierTimeEmbedding
+from sb3_polygrad.world_model.denoisers import RandomFourierTimeEmbedding, ResidualMLPDenoiser
 
 
 class MaskedLinear(nn.Linear):
@@ -79,7 +78,7 @@ class CausalResidualBlock(nn.Module):
         return h + self.linear(th.relu(self.norm(h)))
 
 
-class CausalResidualMLPDenoiser(Denoiser):
+class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
     """
     The residual MLP of ``ResidualMLPDenoiser`` with every layer masked so that each output sees only the past (see the
     module docstring). Degree ``k`` is time: the state of row k has degree k; the reward, terminal and action of row k
@@ -92,43 +91,24 @@ class CausalResidualMLPDenoiser(Denoiser):
     :param horizon: H
     :param hidden_dim: W, width of the residual blocks (at least H + 1)
     :param num_layers: number of residual blocks
-    :param embed_dim: floor of the input embedding size ``E = max(H * (D + A), embed_dim)``
+    :param embed_dim: floor of the input embedding size ``E = max(H * (D + A), embed_dim)`` (at least H + 1)
     """
 
-    def __init__(
-        self,
-        transition_dim: int,
-        action_dim: int,
-        horizon: int,
-        hidden_dim: int = 1024,
-        num_layers: int = 6,
-        embed_dim: int = 128,
-    ) -> None:
-        super().__init__(transition_dim, action_dim, horizon)
-        n_degrees = horizon + 1
-        if min(hidden_dim, embed_dim) < n_degrees:
+    def _build(self, embed: int, hidden_dim: int, num_layers: int) -> None:
+        horizon, n_degrees = self.horizon, self.horizon + 1
+        if min(hidden_dim, embed) < n_degrees:
             raise ValueError(f"hidden_dim and embed_dim must be >= horizon + 1 = {n_degrees} (a unit per degree)")
         row = th.arange(horizon)[:, None]
-        obs_dim = transition_dim - 2
+        obs_dim = self.transition_dim - 2
         # Per row: [state (degree k), reward and terminal (k + 1)] then [action (k + 1)], flattened as in the MLP.
         transition_degrees = th.cat([row.expand(horizon, obs_dim), (row + 1).expand(horizon, 2)], dim=1)  # (H, D)
-        in_degrees = th.cat([transition_degrees, (row + 1).expand(horizon, action_dim)], dim=1).reshape(-1)
-        embed = max(len(in_degrees), embed_dim)
+        in_degrees = th.cat([transition_degrees, (row + 1).expand(horizon, self.action_dim)], dim=1).reshape(-1)
         embed_degrees = th.arange(embed) % n_degrees
         hidden_degrees = th.arange(hidden_dim) % n_degrees
         self.proj = MaskedLinear(in_degrees, embed_degrees)
         self.time_embedding = RandomFourierTimeEmbedding(embed)  # degree 0: every output may see the step
         self.input_layer = MaskedLinear(embed_degrees, hidden_degrees)
         self.blocks = nn.Sequential(*[CausalResidualBlock(hidden_degrees, n_degrees) for _ in range(num_layers)])
-        self.head_norm = DegreeLayerNorm(hidden_degrees, n_degrees)
-        self.head = MaskedLinear(hidden_degrees, transition_degrees.reshape(-1))
-
-    def embed_time(self, t: th.Tensor) -> th.Tensor:
-        return self.time_embedding(t)
-
-    def denoise(self, x_t: th.Tensor, actions: th.Tensor, time_embedding: th.Tensor | None) -> th.Tensor:
-        assert time_embedding is not None, "the MLP denoiser is conditioned on the diffusion step"
-        inputs = rearrange(th.cat([x_t, actions], dim=-1), "b h c -> b (h c)")  # (B, H * (D + A))
-        h = self.input_layer(self.proj(inputs) + time_embedding)  # (B, W)
-        out = self.head(th.relu(self.head_norm(self.blocks(h))))  # (B, H * D)
-        return rearrange(out, "b (h d) -> b h d", h=self.horizon)
+        self.head = nn.Sequential(
+            DegreeLayerNorm(hidden_degrees, n_degrees), nn.ReLU(), MaskedLinear(hidden_degrees, transition_degrees.reshape(-1))
+        )

@@ -120,13 +120,16 @@ class ResidualMLPDenoiser(Denoiser):
         embed_dim: int = 128,
     ) -> None:
         super().__init__(transition_dim, action_dim, horizon)
-        in_dim = horizon * (transition_dim + action_dim)
-        embed = max(in_dim, embed_dim)
-        self.proj = nn.Linear(in_dim, embed)
+        self._build(max(horizon * (transition_dim + action_dim), embed_dim), hidden_dim, num_layers)
+
+    def _build(self, embed: int, hidden_dim: int, num_layers: int) -> None:
+        """Create ``proj``, ``time_embedding``, ``input_layer``, ``blocks`` and ``head`` (a subclass may mask them)."""
+        self.proj = nn.Linear(self.horizon * (self.transition_dim + self.action_dim), embed)
         self.time_embedding = RandomFourierTimeEmbedding(embed)
         self.input_layer = nn.Linear(embed, hidden_dim)
         self.blocks = nn.Sequential(*[ResidualBlock(hidden_dim) for _ in range(num_layers)])
-        self.head = nn.Sequential(nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, horizon * transition_dim))
+        out_dim = self.horizon * self.transition_dim
+        self.head = nn.Sequential(nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
 
     def embed_time(self, t: th.Tensor) -> th.Tensor:
         return self.time_embedding(t)
