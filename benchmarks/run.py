@@ -2,10 +2,10 @@
 Side-by-side benchmark: PolyGRAD against SB3's PPO and SAC and sb3-contrib's TRPO, on the same envs, budgets and seeds.
 
 Each (algo, env, seed) job is built by the RL Zoo's own ``ExperimentManager`` from that algorithm's zoo hyperparameters
-(PolyGRAD's from ``hyperparams/polygrad.yml``), trained for the preset's env-step budget, and evaluated every
-``eval_freq`` env steps with the deterministic policy on a separate env. Jobs run in parallel processes; each writes its
-own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without redoing finished jobs, and
-all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``.
+(PolyGRAD's from ``hyperparams/polygrad.yml``) with the preset's overrides, trained for the preset's env-step budget,
+and evaluated every ``eval_freq`` env steps with the deterministic policy on a separate env. Jobs run in parallel
+processes; each writes its own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without
+redoing finished jobs, and all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``.
 
     python -m benchmarks.run --preset quick --workers 2
     python -m benchmarks.report --preset quick
