@@ -30,6 +30,8 @@ class ActorCriticConfig:
     :param line_search_tolerance: relative tolerance around ``target_policy_update``
     :param line_search_ratio: factor applied to the rate at each retry
     :param line_search_max_iters: most retries per step
+    :param censored_log_prob: score actions past the bounds by their probability of being clipped there
+        (``Actor.log_prob(censored=True)``)
     """
 
     gamma: float = 0.99
@@ -42,6 +44,7 @@ class ActorCriticConfig:
     line_search_tolerance: float = 0.2
     line_search_ratio: float = 0.8
     line_search_max_iters: int = 50
+    censored_log_prob: bool = False
 
 
 @dataclass
@@ -89,16 +92,16 @@ class ImaginedActorCritic:
             advantages, returns, weights = gae(traj.rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
             if cfg.normalize_advantage:
                 advantages = masked_normalize(advantages, weights)
-        log_prob = policy.actor.log_prob(obs, actions)  # (B, H-1)
+        log_prob = policy.actor.log_prob(obs, actions, cfg.censored_log_prob)  # (B, H-1)
         entropy = policy.actor.entropy()
         actor_loss = (weights * (-log_prob * advantages - cfg.ent_coef * entropy)).mean()
         critic_loss = (weights * 0.5 * (returns - policy.predict_values(obs)).square()).mean()
         return actor_loss, critic_loss, log_prob.detach(), entropy.detach()
 
-    def update_size(self, traj: ImaginedTrajectory, old_log_prob: th.Tensor) -> float:
-        """Mean ``|log pi_old - log pi_new|`` over the batch, after a step."""
+    def update_size(self, traj: ImaginedTrajectory, old_log_prob: th.Tensor, censored: bool) -> float:
+        """Mean ``|log pi_old - log pi_new|`` over the batch, after a step (``censored`` as the loss)."""
         with th.no_grad():
-            new_log_prob = self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1])
+            new_log_prob = self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1], censored)
             return (new_log_prob - old_log_prob).abs().mean().item()
 
     def step(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, actor_lr: float, max_actor_lr: float) -> ActorCriticStats:
@@ -123,7 +126,7 @@ class ImaginedActorCritic:
         snapshot = (copy.deepcopy(actor.state_dict()), copy.deepcopy(actor.optimizer.state_dict()))
         _set_lr(actor.optimizer, actor_lr)
         actor.optimizer.step()
-        initial = size = self.update_size(traj, old_log_prob)
+        initial = size = self.update_size(traj, old_log_prob, cfg.censored_log_prob)
         lr, steps = actor_lr, 0
         while cfg.line_search and lr > 0 and steps < cfg.line_search_max_iters:  # a zero rate cannot be searched
             if abs(size - cfg.target_policy_update) <= cfg.line_search_tolerance * cfg.target_policy_update:
@@ -137,7 +140,7 @@ class ImaginedActorCritic:
             lr, steps = new_lr, steps + 1
             _set_lr(actor.optimizer, lr)
             actor.optimizer.step()
-            size = self.update_size(traj, old_log_prob)
+            size = self.update_size(traj, old_log_prob, cfg.censored_log_prob)
         return ActorCriticStats(
             actor_loss=actor_loss.item(),
             critic_loss=critic_loss.item(),

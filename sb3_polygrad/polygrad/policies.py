@@ -62,10 +62,21 @@ class Actor(nn.Module):
         mean = th.tanh(self.net(observations))
         return mean, self.std().expand_as(mean)
 
-    def log_prob(self, observations: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """:return: ``log pi(actions | observations)`` summed over action dimensions, shape (...,)"""
+    def log_prob(self, observations: th.Tensor, actions: th.Tensor, censored: bool = False) -> th.Tensor:
+        """
+        :param observations: raw observations, shape (..., O)
+        :param actions: actions in scaled units, shape (..., A)
+        :param censored: score an action past [-1, 1] by the probability of being clipped to that bound, as the env
+            clips it, instead of by the Gaussian density (the log-likelihood of the action the env actually takes)
+        :return: ``log pi(actions | observations)`` summed over action dimensions, shape (...,)
+        """
         mean, std = self.action_distribution_params(observations)
-        return th.distributions.Normal(mean, std).log_prob(actions).sum(dim=-1)
+        log_prob = th.distributions.Normal(mean, std).log_prob(actions)
+        if censored:
+            above = th.special.log_ndtr((mean - 1.0) / std)  # log P(a >= 1)
+            below = th.special.log_ndtr((-1.0 - mean) / std)  # log P(a <= -1)
+            log_prob = th.where(actions >= 1.0, above, th.where(actions <= -1.0, below, log_prob))
+        return log_prob.sum(dim=-1)
 
     def entropy(self) -> th.Tensor:
         """Analytic entropy of the Gaussian (state-independent), a scalar."""

@@ -84,6 +84,9 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param line_search_tolerance: relative tolerance of the line search
     :param line_search_ratio: rate factor per line-search retry
     :param line_search_max_iters: most line-search retries per step
+    :param censored_log_prob: in the actor's loss, score an imagined action past the action bounds by the probability
+        of being clipped there, as the env clips it, instead of by the Gaussian density (the paper uses the density,
+        under which actions past the bound keep pushing the tanh mean into saturation)
     :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
         needs a MuJoCo env built from a registered id
     :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
@@ -149,6 +152,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         line_search_tolerance: float = 0.2,
         line_search_ratio: float = 0.8,
         line_search_max_iters: int = 50,
+        censored_log_prob: bool = False,
         world_model_eval_freq: int = 10_000,
         world_model_eval_trajectories: int = 100,
         world_model_kwargs: dict[str, Any] | None = None,
@@ -199,6 +203,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.line_search_tolerance = line_search_tolerance
         self.line_search_ratio = line_search_ratio
         self.line_search_max_iters = line_search_max_iters
+        self.censored_log_prob = censored_log_prob
         self.agent_gradient_steps = agent_gradient_steps
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
@@ -320,6 +325,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             line_search_tolerance=self.line_search_tolerance,
             line_search_ratio=self.line_search_ratio,
             line_search_max_iters=self.line_search_max_iters,
+            censored_log_prob=self.censored_log_prob,
         )
 
     def _create_aliases(self) -> None:
