@@ -66,6 +66,12 @@ PRESETS = {
         algos=("polygrad",),
         hyperparam_overrides={"denoiser": "causal_mlp"},
     ),
+    # The quick preset's PolyGRAD with two agent rounds per training call and the censored log-likelihood, 3 seeds.
+    "ip-censored": Preset(
+        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
+        algos=("polygrad",),
+        hyperparam_overrides={"agent_gradient_steps": 2, "censored_log_prob": True},
+    ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(
