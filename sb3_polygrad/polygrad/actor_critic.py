@@ -79,6 +79,10 @@ class ImaginedActorCritic:
     def __init__(self, policy: PolyGRADPolicy) -> None:
         self.policy = policy
 
+    def log_prob(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> th.Tensor:
+        """``log pi`` of the imagined actions of the H-1 learned transitions, shape (B, H-1), scored as ``cfg`` says."""
+        return self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1], cfg.censored_log_prob)
+
     def losses(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """
         :param traj: imagined trajectories in raw units
@@ -86,23 +90,22 @@ class ImaginedActorCritic:
         :return: actor loss, critic loss, the old log-probabilities (B, H-1) and the entropy
         """
         policy = self.policy
-        obs, actions = traj.observations[:, :-1], traj.actions[:, :-1]  # (B, H-1, O), (B, H-1, A)
+        obs = traj.observations[:, :-1]  # (B, H-1, O)
         with th.no_grad():
             target_values = policy.critic_target(traj.observations)  # (B, H)
             advantages, returns, weights = gae(traj.rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
             if cfg.normalize_advantage:
                 advantages = masked_normalize(advantages, weights)
-        log_prob = policy.actor.log_prob(obs, actions, cfg.censored_log_prob)  # (B, H-1)
+        log_prob = self.log_prob(traj, cfg)
         entropy = policy.actor.entropy()
         actor_loss = (weights * (-log_prob * advantages - cfg.ent_coef * entropy)).mean()
         critic_loss = (weights * 0.5 * (returns - policy.predict_values(obs)).square()).mean()
         return actor_loss, critic_loss, log_prob.detach(), entropy.detach()
 
-    def update_size(self, traj: ImaginedTrajectory, old_log_prob: th.Tensor, censored: bool) -> float:
-        """Mean ``|log pi_old - log pi_new|`` over the batch, after a step (``censored`` as the loss)."""
+    def update_size(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, old_log_prob: th.Tensor) -> float:
+        """Mean ``|log pi_old - log pi_new|`` over the batch, after a step."""
         with th.no_grad():
-            new_log_prob = self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1], censored)
-            return (new_log_prob - old_log_prob).abs().mean().item()
+            return (self.log_prob(traj, cfg) - old_log_prob).abs().mean().item()
 
     def step(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, actor_lr: float, max_actor_lr: float) -> ActorCriticStats:
         """
@@ -126,7 +129,7 @@ class ImaginedActorCritic:
         snapshot = (copy.deepcopy(actor.state_dict()), copy.deepcopy(actor.optimizer.state_dict()))
         _set_lr(actor.optimizer, actor_lr)
         actor.optimizer.step()
-        initial = size = self.update_size(traj, old_log_prob, cfg.censored_log_prob)
+        initial = size = self.update_size(traj, cfg, old_log_prob)
         lr, steps = actor_lr, 0
         while cfg.line_search and lr > 0 and steps < cfg.line_search_max_iters:  # a zero rate cannot be searched
             if abs(size - cfg.target_policy_update) <= cfg.line_search_tolerance * cfg.target_policy_update:
@@ -140,7 +143,7 @@ class ImaginedActorCritic:
             lr, steps = new_lr, steps + 1
             _set_lr(actor.optimizer, lr)
             actor.optimizer.step()
-            size = self.update_size(traj, old_log_prob, cfg.censored_log_prob)
+            size = self.update_size(traj, cfg, old_log_prob)
         return ActorCriticStats(
             actor_loss=actor_loss.item(),
             critic_loss=critic_loss.item(),
