@@ -73,13 +73,16 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         """Number of rows written per env (the buffer holds ``n_stored() * n_envs`` transitions)."""
         return self.buffer_size if self.full else self.pos
 
-    def _draw_windows(self, n: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _draw_windows(
+        self, n: int, horizon: int, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Draw ``n`` candidate windows; return their row indices (n, H), env indices (n,) and validity (n,)."""
         n_rows = self.n_stored()
         first_row = self.pos if self.full else 0  # oldest row in the ring
-        age = np.random.randint(0, n_rows, size=n)[:, None] + np.arange(horizon)  # (n, H), 0 = oldest row
+        randint = np.random.randint if rng is None else rng.integers
+        age = randint(0, n_rows, size=n)[:, None] + np.arange(horizon)  # (n, H), 0 = oldest row
         rows = (first_row + age) % self.buffer_size
-        envs = np.random.randint(0, self.n_envs, size=n)
+        envs = randint(0, self.n_envs, size=n)
         written = age < n_rows
         ended = (self.dones[rows, envs[:, None]] > 0) & written  # (n, H)
         # Only an episode end before the last row cuts the window (the last row's own flag is just data).
@@ -90,19 +93,20 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         valid = np.where(has_end, ~truncated, written[:, -1])
         return rows, envs, valid
 
-    def sample_windows(self, batch_size: int, horizon: int) -> WindowSamples:
+    def sample_windows(self, batch_size: int, horizon: int, rng: np.random.Generator | None = None) -> WindowSamples:
         """
         Sample real H-step windows uniformly over all valid windows.
 
         :param batch_size: number of windows
         :param horizon: H, length of each window
+        :param rng: random generator to draw from (``None``: NumPy's global one, which SB3's seeding sets)
         :return: windows as float32 tensors on the buffer's device
         """
         if horizon < 2:
             raise ValueError(f"horizon must be >= 2, got {horizon}")
         rows_l, envs_l, found = [], [], 0
         for _ in range(100):
-            rows, envs, valid = self._draw_windows(2 * batch_size, horizon)
+            rows, envs, valid = self._draw_windows(2 * batch_size, horizon, rng)
             rows_l.append(rows[valid])
             envs_l.append(envs[valid])
             found += int(valid.sum())

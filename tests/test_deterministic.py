@@ -15,3 +15,10 @@ def test_same_seed_same_run(tiny_kwargs):
     a, b, c = run(1, tiny_kwargs), run(1, tiny_kwargs), run(2, tiny_kwargs)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     assert not np.array_equal(a[0], c[0])
+
+
+def test_world_model_evaluation_leaves_the_run_unchanged(tiny_kwargs):
+    # The open-loop evaluation samples windows and diffusion noise from its own generators.
+    plain = run(1, tiny_kwargs)
+    evaluated = run(1, {**tiny_kwargs, "world_model_eval_freq": 100, "world_model_eval_trajectories": 8})
+    assert np.array_equal(plain[0], evaluated[0]) and plain[1] == evaluated[1]

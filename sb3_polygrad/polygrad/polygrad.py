@@ -482,14 +482,18 @@ class PolyGRAD(OffPolicyAlgorithm):
             if self._open_loop_env is None:
                 self.world_model_eval_freq = 0  # not a MuJoCo env built from a registered id: nothing to compare with
                 return
-        batch = self.replay_buffer.sample_windows(self.world_model_eval_trajectories, self.horizon)
+        # Own generators, seeded by the run's seed and step: logging must not change the training run it measures.
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, self.num_timesteps])
+        generator = th.Generator(device=self.device).manual_seed(int(rng.integers(2**62)))
+        batch = self.replay_buffer.sample_windows(self.world_model_eval_trajectories, self.horizon, rng)
         assert batch.sim_states is not None
         start_sim_states = batch.sim_states[:, 0].cpu().numpy()
-        imagined = self.world_model.imagine(batch.observations[:, 0], self.policy, self.log_guidance_scale.exp().item())
+        guidance_scale = self.log_guidance_scale.exp().item()
+        imagined = self.world_model.imagine(batch.observations[:, 0], self.policy, guidance_scale, generator)
         # The same start states with the recorded actions: the gap between the two errors is what guidance costs. A
         # denoiser of whole windows reads states off the actions that follow them (in the data the behaviour policy chose
         # them from those states), so guided actions can pull imagined states away from the states they lead to.
-        with_data_actions = self.world_model.sample_with_actions(batch.observations[:, 0], batch.actions)
+        with_data_actions = self.world_model.sample_with_actions(batch.observations[:, 0], batch.actions, generator)
         for prefix, trajectory in (("", imagined), ("data_actions_", with_data_actions)):
             errors = open_loop_errors(
                 self._open_loop_env,
