@@ -72,6 +72,13 @@ PRESETS = {
         algos=("polygrad",),
         hyperparam_overrides={"agent_gradient_steps": 2, "censored_log_prob": True},
     ),
+    # The quick preset's PolyGRAD learning from rollouts in the simulator instead of imagination (a perfect world model):
+    # what the learner does when imagination is exact. A diagnostic, not a world-model method.
+    "ip-oracle": Preset(
+        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
+        algos=("polygrad",),
+        hyperparam_overrides={"imagination": "simulator"},
+    ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(

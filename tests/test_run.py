@@ -3,6 +3,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -109,6 +110,20 @@ def test_denoiser_transformer_and_ablations_run(tiny_kwargs):
         PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **{**tiny_kwargs, **ablation}).learn(150)
 
 
+def test_simulator_imagination_trains_on_the_simulators_rollouts(tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination="simulator", seed=0, **tiny_kwargs)
+    rollouts = []
+    imagine = model._imagine
+    model._imagine = lambda: rollouts.append(imagine()) or rollouts[-1]  # type: ignore[method-assign]
+    model.learn(200)
+    assert model._n_updates > 0 and len(model._rollout_envs) == tiny_kwargs["imagination_batch_size"]
+    # the policy learned from the simulator's own states: every step obeys InvertedPendulum's termination rule
+    traj = rollouts[-1]
+    angle_out = traj.observations[:, 1:, 1].abs() > 0.2
+    assert angle_out.any() and not angle_out.all()
+    assert th.equal(angle_out, traj.dones[:, :-1] > 0)
+
+
 def test_unsupported_spaces_fail_early():
     with pytest.raises(ValueError, match="Box\\) action space"):
         PolyGRAD("MlpPolicy", IdentityEnv(4))
@@ -133,6 +148,8 @@ def test_unsupported_spaces_fail_early():
         (dict(learning_starts=5, horizon=10), "learning_starts"),
         (dict(n_sampling_steps=200), "n_sampling_steps"),
         (dict(world_model_kwargs=dict(denoiser_kwargs=dict(widht=3))), "widht"),
+        (dict(imagination="oracle"), "imagination"),
+        (dict(imagination="simulator"), "MuJoCo"),
     ],
 )
 def test_bad_hyperparameters_fail_early(kwargs, match):

@@ -2,7 +2,13 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
-from sb3_polygrad.common.simulator import open_loop_errors, replay_actions, supports_sim_state, to_env_actions
+from sb3_polygrad.common.simulator import (
+    open_loop_errors,
+    replay_actions,
+    simulator_rollouts,
+    supports_sim_state,
+    to_env_actions,
+)
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
 
@@ -62,3 +68,23 @@ def test_termination_rate_counts_replays_that_end_within_the_window():
     )
     errors = open_loop_errors(env, batch, np.stack([sim_state, sim_state]), env.action_space.low, env.action_space.high)
     assert errors["termination_rate"] == 0.5
+
+
+def test_simulator_rollouts_replay_the_policy_and_pad_after_termination():
+    envs = [gym.make("InvertedPendulum-v4") for _ in range(2)]
+    starts = []
+    for i, env in enumerate(envs):
+        obs, _ = env.reset(seed=i)
+        starts.append((obs, env.unwrapped.state_vector().copy()))
+    obs0 = th.as_tensor(np.stack([s[0] for s in starts]), dtype=th.float32)
+    sim_states = np.stack([s[1] for s in starts])
+    # a policy pushing right at full force: the pole falls within a few steps
+    traj = simulator_rollouts(envs, lambda obs: th.ones(len(obs), 1), obs0, sim_states, 12, np.array([-3.0]), np.array([3.0]))
+    assert traj.observations.shape == (2, 12, 4) and traj.actions.shape == (2, 12, 1)
+    for i in range(2):
+        true_obs, true_rewards, alive, terminated = replay_actions(envs[i], sim_states[i], np.full((11, 1), 3.0))
+        assert terminated and alive < 11
+        assert np.allclose(traj.observations[i, 1:].numpy(), true_obs, atol=1e-6)
+        assert np.allclose(traj.rewards[i, :-1].numpy(), true_rewards)
+        # terminal from the terminating transition on; the state is held, as the replay buffer pads real windows
+        assert traj.dones[i, : alive - 1].sum() == 0 and bool(traj.dones[i, alive - 1 :].all())

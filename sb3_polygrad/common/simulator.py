@@ -1,9 +1,11 @@
 """Simulator replay: reset a MuJoCo env to a recorded state and replay actions, for the open-loop error metric."""
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
@@ -86,3 +88,57 @@ def open_loop_errors(
         "count": count,
         "termination_rate": n_terminated / obs.shape[0],
     }
+
+
+def simulator_rollouts(
+    envs: list[gym.Env],
+    sample_actions: Callable[[th.Tensor], th.Tensor],
+    obs0: th.Tensor,
+    start_sim_states: np.ndarray,
+    horizon: int,
+    action_low: np.ndarray,
+    action_high: np.ndarray,
+) -> ImaginedTrajectory:
+    """
+    On-policy rollouts in the simulator itself from recorded start states, laid out as an imagined batch: what PolyGRAD's
+    imagination would return with a perfect world model (``PolyGRAD(imagination="simulator")``).
+
+    After a termination the batch is padded as the replay buffer pads real windows: state held, reward 0, terminal 1.
+
+    :param envs: one MuJoCo env of the task per trajectory (each reset at least once)
+    :param sample_actions: the policy's unclipped action samples in scaled units, (B, O) -> (B, A)
+    :param obs0: the recorded start observations, shape (B, O)
+    :param start_sim_states: the simulator state at each start, shape (B, S)
+    :param horizon: H, steps per trajectory (H - 1 simulated transitions and the last state's action)
+    :param action_low: lower bound of the env's actions
+    :param action_high: upper bound of the env's actions
+    :return: trajectories of length H on ``obs0``'s device
+    """
+    batch = obs0.shape[0]
+    if len(envs) < batch:
+        raise ValueError(f"{batch} rollouts need {batch} envs, got {len(envs)}")
+    observations = th.zeros((batch, horizon, obs0.shape[1]), dtype=th.float32, device=obs0.device)
+    observations[:, 0] = obs0
+    actions, rewards, dones = [], np.zeros((batch, horizon)), np.zeros((batch, horizon))
+    alive = np.ones(batch, dtype=bool)
+    for env, sim_state in zip(envs, start_sim_states, strict=False):
+        set_sim_state(env, sim_state)
+    for k in range(horizon):
+        with th.no_grad():
+            actions.append(sample_actions(observations[:, k]))
+        if k == horizon - 1:
+            break  # the last state only bootstraps: its action is drawn, as in imagination, and not simulated
+        env_actions = to_env_actions(actions[-1].cpu().numpy(), action_low, action_high)
+        next_obs = observations[:, k].cpu().numpy().copy()  # a terminated rollout holds its state
+        for i in np.flatnonzero(alive):
+            next_obs[i], rewards[i, k], terminated, _, _ = envs[i].unwrapped.step(env_actions[i])
+            alive[i] = not terminated
+        dones[:, k] = ~alive
+        observations[:, k + 1] = th.as_tensor(next_obs, device=obs0.device)
+    dones[:, -1] = ~alive
+    return ImaginedTrajectory(
+        observations=observations,
+        actions=th.stack(actions, dim=1),
+        rewards=th.as_tensor(rewards, dtype=th.float32, device=obs0.device),
+        dones=th.as_tensor(dones, dtype=th.float32, device=obs0.device),
+    )

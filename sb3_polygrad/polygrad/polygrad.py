@@ -2,7 +2,7 @@
 
 import math
 import warnings
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +17,7 @@ from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
-from sb3_polygrad.common.simulator import open_loop_errors
+from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_std
@@ -25,6 +25,7 @@ from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
 SelfPolyGRAD = TypeVar("SelfPolyGRAD", bound="PolyGRAD")
+Imagination = Literal["world_model", "simulator"]
 
 
 class PolyGRAD(OffPolicyAlgorithm):
@@ -87,6 +88,10 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param censored_log_prob: in the actor's loss, score an imagined action past the action bounds by the probability
         of being clipped there, as the env clips it, instead of by the Gaussian density (the paper uses the density,
         under which actions past the bound keep pushing the tanh mean into saturation)
+    :param imagination: ``"world_model"`` (PolyGRAD) or ``"simulator"``: a diagnostic that replaces imagination by
+        rollouts of the policy in the simulator itself from the same recorded start states (a perfect world model; the
+        world model still trains and is evaluated). It separates what the learner can do from what the world model
+        costs; needs a MuJoCo env built from a registered id
     :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
         needs a MuJoCo env built from a registered id
     :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
@@ -153,6 +158,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         line_search_ratio: float = 0.8,
         line_search_max_iters: int = 50,
         censored_log_prob: bool = False,
+        imagination: Imagination = "world_model",
         world_model_eval_freq: int = 10_000,
         world_model_eval_trajectories: int = 100,
         world_model_kwargs: dict[str, Any] | None = None,
@@ -204,6 +210,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.line_search_ratio = line_search_ratio
         self.line_search_max_iters = line_search_max_iters
         self.censored_log_prob = censored_log_prob
+        self.imagination = imagination
         self.agent_gradient_steps = agent_gradient_steps
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
@@ -250,6 +257,10 @@ class PolyGRAD(OffPolicyAlgorithm):
             self._check_spaces(self.observation_space, self.action_space)
             if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
+        if self.imagination not in ("world_model", "simulator"):
+            raise ValueError(f"imagination must be 'world_model' or 'simulator', got {self.imagination!r}")
+        if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
+            raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
         if self.horizon < 2:
             raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {self.horizon}")
         positive = {
@@ -310,6 +321,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
         self.learner = ImaginedActorCritic(self.policy)
         self._open_loop_env: gym.Env | None = None
+        self._rollout_envs: list[gym.Env] = []
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
 
@@ -427,11 +439,32 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.logger.record("train/world_model_loss", float(np.mean(losses)))
 
     def _imagine(self) -> ImaginedTrajectory:
-        start = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon).observations[:, 0]
-        trajectory = self.world_model.imagine(start, self.policy, self.log_guidance_scale.exp().item())
+        windows = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon)
+        if self.imagination == "simulator":
+            trajectory = self._simulate(windows.observations[:, 0], windows.sim_states)
+        else:
+            guidance_scale = self.log_guidance_scale.exp().item()
+            trajectory = self.world_model.imagine(windows.observations[:, 0], self.policy, guidance_scale)
         self.logger.record("imagination/reward_mean", trajectory.rewards[:, :-1].mean().item())
         self.logger.record("imagination/done_rate", trajectory.dones[:, :-1].mean().item())
         return trajectory
+
+    def _simulate(self, obs0: th.Tensor, sim_states: th.Tensor | None) -> ImaginedTrajectory:
+        """``imagination="simulator"``: the policy's own rollouts in the simulator from the recorded start states."""
+        if len(self._rollout_envs) < obs0.shape[0]:
+            envs = [self._make_open_loop_env() for _ in range(obs0.shape[0])]
+            self._rollout_envs = [env for env in envs if env is not None]
+        if sim_states is None or not self._rollout_envs:
+            raise ValueError("imagination='simulator' needs a MuJoCo env built from a registered id")
+        return simulator_rollouts(
+            self._rollout_envs,
+            self.policy.sample_actions,
+            obs0,
+            sim_states[:, 0].cpu().numpy(),
+            self.horizon,
+            self.action_space.low,  # type: ignore[attr-defined]
+            self.action_space.high,  # type: ignore[attr-defined]
+        )
 
     def _tune_guidance_scale(self, trajectory: ImaginedTrajectory) -> None:
         # SGD on log g with loss -log g * (std - 1): wider-than-pi imagined actions strengthen guidance (section 1.5).
@@ -535,6 +568,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
         self._open_loop_env = None
+        self._rollout_envs = []
         self._last_sim_states = None
 
     def _excluded_save_params(self) -> list[str]:
@@ -545,6 +579,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             "critic_target",
             "learner",  # rebuilt by _setup_model from the attributes above
             "_open_loop_env",
+            "_rollout_envs",
             "_last_sim_states",
         ]
 
