@@ -1,4 +1,5 @@
-"""Simulator replay: reset a MuJoCo env to a recorded state and replay actions, for the open-loop error metric."""
+"""The simulator as ground truth: replay actions from a recorded state (the open-loop error metric) and roll the policy
+out from recorded start states (`imagination="simulator"`)."""
 
 from collections.abc import Callable
 from typing import Any
