@@ -7,7 +7,12 @@ import torch as th
 
 from sb3_polygrad.world_model.denoisers import ResidualMLPDenoiser
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
-from sb3_polygrad.world_model.sampler import PolicyGuidedSampler, gaussian_log_prob_grad, standardized_action_std
+from sb3_polygrad.world_model.sampler import (
+    PolicyGuidedSampler,
+    gaussian_log_prob_grad,
+    standardized_action_bias,
+    standardized_action_std,
+)
 from sb3_polygrad.world_model.schedule import DiffusionSchedule
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
@@ -153,3 +158,25 @@ def test_compiled_sampler_gives_the_eager_samples(predict_epsilon):
 def test_compiled_sampler_can_be_copied():
     _, sampler, _ = make("grad", compile=True)
     assert copy.deepcopy(sampler)._compiled_block is None and pickle.loads(pickle.dumps(sampler)).compile
+
+
+def test_action_bias_sees_a_shrinkage_that_the_std_does_not():
+    class TanhPolicy:
+        def action_distribution_params(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+            mean = th.tanh(3 * obs[..., :ACT_DIM])
+            return mean, th.full_like(mean, 0.3)
+
+    policy, gen = TanhPolicy(), th.Generator().manual_seed(0)
+    obs = th.randn(4000, 3, OBS_DIM, generator=gen)
+    mean, std = policy.action_distribution_params(obs)
+    noise = th.randn(mean.shape, generator=gen)
+    rewards = th.zeros(4000, 3)
+    on_policy = ImaginedTrajectory(obs, mean + std * noise, rewards, rewards)
+    # pulled toward 0 by 30% of the mean, with the spread narrowed so that the std of z stays 1 (what the tuner holds)
+    offset = -0.3 * mean / std
+    shrunk = ImaginedTrajectory(obs, mean + std * ((1 - offset.var()).sqrt() * noise + offset), rewards, rewards)
+    assert abs(standardized_action_bias(policy, on_policy)) < 0.05
+    assert standardized_action_bias(policy, shrunk) < -0.5
+    # the std and the plain mean of z do not tell the two apart
+    assert abs(standardized_action_std(policy, shrunk) - standardized_action_std(policy, on_policy)) < 0.05
+    assert abs(((shrunk.actions - mean) / std)[:, :-1].mean().item()) < 0.05

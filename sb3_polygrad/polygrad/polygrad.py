@@ -20,7 +20,12 @@ from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
-from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_std
+from sb3_polygrad.world_model.sampler import (
+    GuidanceStates,
+    GuidanceType,
+    standardized_action_bias,
+    standardized_action_std,
+)
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
@@ -475,6 +480,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             # beyond it, or it takes hundreds of updates to come back once less guidance is needed.
             self.log_guidance_scale.clamp_(max=2 * math.log(self.actor.std().max().item()))
         self.logger.record("train/imagined_action_std", action_std)
+        self.logger.record("train/imagined_action_bias", standardized_action_bias(self.policy, trajectory))
         self.logger.record("train/guidance_scale", self.log_guidance_scale.exp().item())
 
     def _train_actor_critic(self, trajectory: ImaginedTrajectory) -> None:

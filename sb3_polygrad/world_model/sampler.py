@@ -78,6 +78,24 @@ def standardized_action_std(policy: GuidancePolicy, trajectory: ImaginedTrajecto
         return z.flatten(0, 1).std(dim=0).mean().item()
 
 
+def standardized_action_bias(policy: GuidancePolicy, trajectory: ImaginedTrajectory) -> float:
+    """
+    The on-policyness that the std misses: the mean of ``z * sign(mu(s))`` over batch, time (steps 0..H-2) and action
+    dimensions, with ``z`` as in :func:`standardized_action_std`. It is 0 for actions sampled from the policy; below 0
+    the imagined actions are weaker than the policy's (pulled toward 0, e.g. by the data's actions), above 0 stronger.
+    Actions shrunk toward 0 with a narrower spread (where the guidance tuner, holding the std at 1, can settle) keep the
+    std at 1 and the plain mean of ``z`` at 0 wherever the policy's means take both signs; this figure shows them.
+
+    :param policy: the policy that guided the sampler
+    :param trajectory: imagined trajectories
+    :return: the sign-aligned mean of the standardised actions
+    """
+    with th.no_grad():
+        mean, std = policy.action_distribution_params(trajectory.observations[:, :-1])
+        z = (trajectory.actions[:, :-1] - mean) / std  # (B, H-1, A)
+        return (z * mean.sign()).mean().item()
+
+
 class PolicyGuidedSampler:
     """
     The guided denoising loop of section 1.4, with the reference's stabilisers and ablation switches.
