@@ -23,8 +23,7 @@ from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
 from sb3_polygrad.world_model.sampler import (
     GuidanceStates,
     GuidanceType,
-    standardized_action_bias,
-    standardized_action_std,
+    standardized_action_stats,
 )
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
@@ -473,14 +472,14 @@ class PolyGRAD(OffPolicyAlgorithm):
 
     def _tune_guidance_scale(self, trajectory: ImaginedTrajectory) -> None:
         # SGD on log g with loss -log g * (std - 1): wider-than-pi imagined actions strengthen guidance (section 1.5).
-        action_std = standardized_action_std(self.policy, trajectory)
+        action_std, action_bias = standardized_action_stats(self.policy, trajectory)
         if self.tune_guidance and self.guidance_type == "grad":
             self.log_guidance_scale += self.guidance_learning_rate * (action_std - 1.0)
             # The sampler caps the step at g = sigma^2, so a larger g has no effect: stop the tuner from winding up
             # beyond it, or it takes hundreds of updates to come back once less guidance is needed.
             self.log_guidance_scale.clamp_(max=2 * math.log(self.actor.std().max().item()))
         self.logger.record("train/imagined_action_std", action_std)
-        self.logger.record("train/imagined_action_bias", standardized_action_bias(self.policy, trajectory))
+        self.logger.record("train/imagined_action_bias", action_bias)
         self.logger.record("train/guidance_scale", self.log_guidance_scale.exp().item())
 
     def _train_actor_critic(self, trajectory: ImaginedTrajectory) -> None:

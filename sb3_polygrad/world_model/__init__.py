@@ -6,7 +6,7 @@ from sb3_polygrad.world_model.normalization import RunningNormalizer, Transition
 from sb3_polygrad.world_model.sampler import (
     GuidancePolicy,
     PolicyGuidedSampler,
-    standardized_action_bias,
+    standardized_action_stats,
     standardized_action_std,
 )
 from sb3_polygrad.world_model.schedule import DiffusionSchedule, cosine_tau_betas
@@ -26,6 +26,6 @@ __all__ = [
     "TransitionNormalizer",
     "WindowSamples",
     "cosine_tau_betas",
-    "standardized_action_bias",
+    "standardized_action_stats",
     "standardized_action_std",
 ]

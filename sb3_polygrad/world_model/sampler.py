@@ -63,37 +63,36 @@ def gaussian_log_prob_grad(actions: th.Tensor, mean: th.Tensor, std: th.Tensor) 
     return (mean - actions) / std.square()
 
 
-def standardized_action_std(policy: GuidancePolicy, trajectory: ImaginedTrajectory) -> float:
+def standardized_action_stats(policy: GuidancePolicy, trajectory: ImaginedTrajectory) -> tuple[float, float]:
     """
-    How on-policy imagined actions are: the std of ``z = (a - mu(s)) / sigma(s)`` over batch and time (steps 0..H-2,
-    those the actor-critic learns from), averaged over action dimensions. It is 1 for actions sampled from the policy.
+    How on-policy imagined actions are, from ``z = (a - mu(s)) / sigma(s)`` over batch and time (steps 0..H-2, those the
+    actor-critic learns from):
+
+    - the std of ``z`` (averaged over action dimensions), 1 for actions sampled from the policy: what the guidance tuner
+      holds at 1 (section 1.5);
+    - the bias, the mean of ``z * sign(mu(s))``, 0 for policy samples; below 0 the imagined actions are weaker than the
+      policy's (pulled toward 0, e.g. by the data's actions), above 0 stronger. Actions shrunk toward 0 with a narrower
+      spread (where the tuner can settle) keep the std at 1 and the plain mean of ``z`` at 0 wherever the policy's means
+      take both signs; the bias shows them.
+
+    :param policy: the policy that guided the sampler
+    :param trajectory: imagined trajectories
+    :return: the standardised action std and bias
+    """
+    with th.no_grad():
+        mean, std = policy.action_distribution_params(trajectory.observations[:, :-1])
+        z = (trajectory.actions[:, :-1] - mean) / std  # (B, H-1, A)
+        return z.flatten(0, 1).std(dim=0).mean().item(), (z * mean.sign()).mean().item()
+
+
+def standardized_action_std(policy: GuidancePolicy, trajectory: ImaginedTrajectory) -> float:
+    """The std of :func:`standardized_action_stats`: 1 for actions sampled from the policy.
 
     :param policy: the policy that guided the sampler
     :param trajectory: imagined trajectories
     :return: the standardised action std (section 1.5)
     """
-    with th.no_grad():
-        mean, std = policy.action_distribution_params(trajectory.observations[:, :-1])
-        z = (trajectory.actions[:, :-1] - mean) / std  # (B, H-1, A)
-        return z.flatten(0, 1).std(dim=0).mean().item()
-
-
-def standardized_action_bias(policy: GuidancePolicy, trajectory: ImaginedTrajectory) -> float:
-    """
-    The on-policyness that the std misses: the mean of ``z * sign(mu(s))`` over batch, time (steps 0..H-2) and action
-    dimensions, with ``z`` as in :func:`standardized_action_std`. It is 0 for actions sampled from the policy; below 0
-    the imagined actions are weaker than the policy's (pulled toward 0, e.g. by the data's actions), above 0 stronger.
-    Actions shrunk toward 0 with a narrower spread (where the guidance tuner, holding the std at 1, can settle) keep the
-    std at 1 and the plain mean of ``z`` at 0 wherever the policy's means take both signs; this figure shows them.
-
-    :param policy: the policy that guided the sampler
-    :param trajectory: imagined trajectories
-    :return: the sign-aligned mean of the standardised actions
-    """
-    with th.no_grad():
-        mean, std = policy.action_distribution_params(trajectory.observations[:, :-1])
-        z = (trajectory.actions[:, :-1] - mean) / std  # (B, H-1, A)
-        return (z * mean.sign()).mean().item()
+    return standardized_action_stats(policy, trajectory)[0]
 
 
 class PolicyGuidedSampler:
