@@ -79,6 +79,14 @@ PRESETS = {
         algos=("polygrad",),
         hyperparam_overrides={"imagination": "simulator"},
     ),
+    # The quick preset's PolyGRAD with the causal MLP sampled one step after another instead of by guided joint denoising
+    # (imagination="sequential", 8 sampling steps to halve its H - 1 passes' cost): what the same kind of world model
+    # gives when every imagined action is a policy sample at the state it is taken in. A diagnostic, not PolyGRAD.
+    "ip-sequential": Preset(
+        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
+        algos=("polygrad",),
+        hyperparam_overrides={"imagination": "sequential", "denoiser": "causal_mlp", "n_sampling_steps": 8},
+    ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(

@@ -47,3 +47,42 @@ def test_world_model_trains_and_imagines_with_it():
     assert isinstance(model.denoiser, CausalResidualMLPDenoiser)
     traj = model.sample_with_actions(th.randn(5, OBS), th.randn(5, H, ACT))
     assert traj.observations.shape == (5, H, OBS) and th.isfinite(traj.observations).all()
+
+
+class LinearTanhPolicy:
+    """A fixed Gaussian policy, mean tanh(W s), std 0.3: the sampler's GuidancePolicy protocol."""
+
+    def __init__(self) -> None:
+        self.weight = th.randn(OBS, ACT, generator=th.Generator().manual_seed(1))
+
+    def action_distribution_params(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        mean = th.tanh(observations @ self.weight)
+        return mean, th.full_like(mean, 0.3)
+
+
+def test_sequential_imagination_reaches_its_fixed_point():
+    th.manual_seed(0)
+    model = DiffusionWorldModel(OBS, ACT, H, n_diffusion_steps=4, denoiser="causal_mlp",
+                                denoiser_kwargs=dict(hidden_dim=16, num_layers=1, embed_dim=16))  # fmt: skip
+    for p in model.ema_denoiser.parameters():  # an untrained but non-trivial denoiser: every path carries signal
+        p.data.normal_(std=0.5)
+    policy, obs0 = LinearTanhPolicy(), th.randn(6, OBS)
+    traj = model.imagine_sequential(obs0, policy, generator=th.Generator().manual_seed(0))
+    assert traj.observations.shape == (6, H, OBS) and th.equal(traj.observations[:, 0], obs0)
+
+    # Replay the generator's draws (z, then the seed of every pass's noise) and take one more pass from the result: the
+    # actions drawn at the returned states and the states sampled from them are the returned ones (the last action,
+    # drawn at the previous pass's state, moves nothing).
+    replay = th.Generator().manual_seed(0)
+    z = th.randn(traj.actions.shape, generator=replay)
+    seed = int(th.randint(2**62, (), generator=replay))
+    mean, std = policy.action_distribution_params(traj.observations)
+    th.testing.assert_close(traj.actions[:, :-1], (mean + std * z)[:, :-1])
+    again = model.sample_with_actions(obs0, mean + std * z, generator=th.Generator().manual_seed(seed))
+    th.testing.assert_close(again.observations, traj.observations)
+
+
+def test_sequential_imagination_needs_a_causal_denoiser():
+    model = DiffusionWorldModel(OBS, ACT, H, n_diffusion_steps=4, denoiser_kwargs=dict(hidden_dim=16, num_layers=1))
+    with pytest.raises(ValueError, match="causal_mlp"):
+        model.imagine_sequential(th.randn(2, OBS), LinearTanhPolicy())

@@ -124,6 +124,23 @@ def test_simulator_imagination_trains_on_the_simulators_rollouts(tiny_kwargs):
     assert th.equal(angle_out, traj.dones[:, :-1] > 0)
 
 
+def test_sequential_imagination_trains_on_on_policy_samples(tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", imagination="sequential", denoiser="causal_mlp", seed=0, **tiny_kwargs)
+    log_guidance_scale = model.log_guidance_scale.clone()
+    rollouts = []
+    imagine = model._imagine
+    model._imagine = lambda: rollouts.append(imagine()) or rollouts[-1]  # type: ignore[method-assign]
+    model.learn(200)
+    assert model._n_updates > 0
+    # every imagined action the learner uses is a policy sample at the imagined state it is taken in
+    traj = rollouts[-1]
+    with th.no_grad():
+        mean, std = model.policy.action_distribution_params(traj.observations[:, :-1])
+    z = (traj.actions[:, :-1] - mean) / std
+    assert abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1.0) < 0.1
+    assert th.equal(model.log_guidance_scale, log_guidance_scale)  # no guidance to tune
+
+
 def test_unsupported_spaces_fail_early():
     with pytest.raises(ValueError, match="Box\\) action space"):
         PolyGRAD("MlpPolicy", IdentityEnv(4))
@@ -150,6 +167,7 @@ def test_unsupported_spaces_fail_early():
         (dict(world_model_kwargs=dict(denoiser_kwargs=dict(widht=3))), "widht"),
         (dict(imagination="oracle"), "imagination"),
         (dict(imagination="simulator"), "MuJoCo"),
+        (dict(imagination="sequential"), "causal_mlp"),
     ],
 )
 def test_bad_hyperparameters_fail_early(kwargs, match):

@@ -29,7 +29,7 @@ from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
 SelfPolyGRAD = TypeVar("SelfPolyGRAD", bound="PolyGRAD")
-Imagination = Literal["world_model", "simulator"]
+Imagination = Literal["world_model", "simulator", "sequential"]
 
 
 class PolyGRAD(OffPolicyAlgorithm):
@@ -95,7 +95,11 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param imagination: ``"world_model"`` (PolyGRAD) or ``"simulator"``: a diagnostic that replaces imagination by
         rollouts of the policy in the simulator itself from the same recorded start states (a perfect world model; the
         world model still trains and is evaluated). It separates what the learner can do from what the world model
-        costs; needs a MuJoCo env built from a registered id
+        costs; needs a MuJoCo env built from a registered id. Or ``"sequential"``: a diagnostic that samples the world
+        model one step after another, each action a policy sample at the imagined state it is taken in (not in the
+        paper; ``DiffusionWorldModel.imagine_sequential``, H - 1 times the cost of guided imagination). It separates
+        what the world model knows from what PolyGRAD's joint, guided sampling makes of it; needs
+        ``denoiser="causal_mlp"``
     :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
         needs a MuJoCo env built from a registered id
     :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
@@ -261,8 +265,10 @@ class PolyGRAD(OffPolicyAlgorithm):
             self._check_spaces(self.observation_space, self.action_space)
             if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
-        if self.imagination not in ("world_model", "simulator"):
-            raise ValueError(f"imagination must be 'world_model' or 'simulator', got {self.imagination!r}")
+        if self.imagination not in ("world_model", "simulator", "sequential"):
+            raise ValueError(f"imagination must be 'world_model', 'simulator' or 'sequential', got {self.imagination!r}")
+        if self.imagination == "sequential" and self.denoiser != "causal_mlp":
+            raise ValueError("imagination='sequential' samples states from past actions only: it needs denoiser='causal_mlp'")
         if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
             raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
         if self.horizon < 2:
@@ -446,6 +452,8 @@ class PolyGRAD(OffPolicyAlgorithm):
         windows = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon)
         if self.imagination == "simulator":
             trajectory = self._simulate(windows.observations[:, 0], windows.sim_states)
+        elif self.imagination == "sequential":
+            trajectory = self.world_model.imagine_sequential(windows.observations[:, 0], self.policy)
         else:
             guidance_scale = self.log_guidance_scale.exp().item()
             trajectory = self.world_model.imagine(windows.observations[:, 0], self.policy, guidance_scale)
@@ -473,7 +481,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     def _tune_guidance_scale(self, trajectory: ImaginedTrajectory) -> None:
         # SGD on log g with loss -log g * (std - 1): wider-than-pi imagined actions strengthen guidance (section 1.5).
         action_std, action_bias = standardized_action_stats(self.policy, trajectory)
-        if self.tune_guidance and self.guidance_type == "grad":
+        if self.tune_guidance and self.guidance_type == "grad" and self.imagination == "world_model":
             self.log_guidance_scale += self.guidance_learning_rate * (action_std - 1.0)
             # The sampler caps the step at g = sigma^2, so a larger g has no effect: stop the tuner from winding up
             # beyond it, or it takes hundreds of updates to come back once less guidance is needed.

@@ -95,6 +95,8 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
     :param embed_dim: floor of the input embedding size ``E = max(H * (D + A), embed_dim)`` (at least H + 1)
     """
 
+    causal_states = True
+
     def _build(self, embed: int, hidden_dim: int, num_layers: int) -> None:
         horizon, n_degrees = self.horizon, self.horizon + 1
         if min(hidden_dim, embed) < n_degrees:

@@ -21,6 +21,9 @@ class Denoiser(nn.Module):
     """
 
     fixed_horizon: bool = True
+    # The state of row k depends only on the noisy states of rows <= k and on the actions of rows < k, so that
+    # `DiffusionWorldModel.imagine_sequential` reaches its fixed point in H - 1 passes.
+    causal_states: bool = False
 
     def __init__(self, transition_dim: int, action_dim: int, horizon: int) -> None:
         super().__init__()

@@ -204,6 +204,44 @@ class DiffusionWorldModel(nn.Module):
         )  # fmt: skip
         return self._to_trajectory(obs0, x, actions)
 
+    def imagine_sequential(
+        self, obs0: th.Tensor, policy: GuidancePolicy, generator: th.Generator | None = None
+    ) -> ImaginedTrajectory:
+        """
+        On-policy trajectories sampled one step after another from a causal denoiser (``causal_mlp``): the closed-loop
+        rollout that PolyGRAD's joint, guided denoising stands in for. Not in the paper; a diagnostic of the world model
+        apart from the guided sampler (``PolyGRAD(imagination="sequential")``).
+
+        A fixed-point iteration over whole windows: each pass draws every action from the policy at the current states,
+        ``a_k = mu(s_k) + sigma * z_k`` with ``z`` fixed, then re-samples the windows given those actions (the plain DDPM
+        sampler, with the same noise at every pass). The state of row k depends only on actions before k, so pass j
+        leaves the states of rows ``<= j`` at their final values, and after H - 1 passes the states follow from the
+        actions and actions 0..H-2 are policy samples at the states they are taken in. It costs H - 1 sampling runs
+        where guided imagination costs one. (The last row's action is drawn at the previous pass's last state; the
+        actor-critic uses it only to bootstrap.)
+
+        :param obs0: raw start states, shape (B, O)
+        :param policy: the policy whose actions are sampled
+        :param generator: random generator for reproducible samples
+        :return: imagined trajectories of length H, in raw units
+        """
+        if not self.denoiser.causal_states:
+            raise ValueError("sequential imagination needs a denoiser whose states see only past actions: causal_mlp")
+        self._check_obs0(obs0)
+        batch, device = obs0.shape[0], obs0.device
+        z = th.randn((batch, self.horizon, self.action_dim), device=device, generator=generator)
+        seed = int(th.randint(2**62, (), device=device, generator=generator))
+        observations = obs0[:, None].expand(batch, self.horizon, self.obs_dim)
+        trajectory: ImaginedTrajectory | None = None
+        for _ in range(self.horizon - 1):
+            with th.no_grad():
+                mean, std = policy.action_distribution_params(observations)
+            pass_generator = th.Generator(device=device).manual_seed(seed)  # the same noise at every pass
+            trajectory = self.sample_with_actions(obs0, mean + std * z, generator=pass_generator)
+            observations = trajectory.observations
+        assert trajectory is not None  # horizon >= 2
+        return trajectory
+
     def sample_with_actions(
         self, obs0: th.Tensor, actions: th.Tensor, generator: th.Generator | None = None
     ) -> ImaginedTrajectory:
