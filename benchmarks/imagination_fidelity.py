@@ -6,7 +6,8 @@ recorded start states and replays the imagined actions in MuJoCo from the same s
 the standardised spread of the actions at the imagined states (what the guidance tuner sees), the correlation of the
 actions with the policy's mean at the states they really lead to, and the state error; then the share of windows that
 end in imagination, in the replay of its actions, and in the policy's own rollouts from the same states
-(``simulator_rollouts``, what ``imagination="simulator"`` learns from).
+(``simulator_rollouts``, what ``imagination="simulator"`` learns from); and, as a control, the error of the same world
+model sampled without guidance on the actions of those rollouts (``sample_with_actions``).
 
     python -m benchmarks.imagination_fidelity --steps 12000
     python -m benchmarks.imagination_fidelity --steps 8000 --denoiser causal_mlp
@@ -68,6 +69,11 @@ def main() -> None:
                                   starts, model.horizon, low, high)  # fmt: skip
     env.close()
     action_std, action_bias = standardized_action_stats(model.policy, imagined)
+    # The same world model, unguided, given the actions of the policy's own closed-loop rollouts: how accurate it is
+    # when the actions fit the states they are taken in, which guided imagination does not ensure.
+    given = model.world_model.sample_with_actions(obs0, rollouts.actions, generator=th.Generator().manual_seed(0))
+    given_se = ((given.observations - rollouts.observations).square().mean(dim=-1)).cpu().numpy()
+    rollout_alive = (rollouts.dones.cumsum(dim=1) - rollouts.dones == 0).cpu().numpy()  # no termination before row k
 
     lines = [
         f"# Imagination fidelity: {args.env}, `{args.denoiser}`, {args.steps} env steps, seed {args.seed}",
@@ -77,17 +83,22 @@ def main() -> None:
         "replayed open loop in MuJoCo from them. Policy std "
         f"{model.actor.std().mean().item():.2f}, guidance scale {model.log_guidance_scale.exp().item():.3f}.",
         "",
-        "| k | std of z at imagined states | corr(a, pi's mean at the true state) | state MSE | replay alive |",
-        "|---:|---:|---:|---:|---:|",
+        "| k | std of z at imagined states | corr(a, pi's mean at the true state) | state MSE | replay alive "
+        "| state MSE given the policy's own actions |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for k in range(model.horizon):
         live = alive[:, k]
         corr = np.corrcoef(actions[live, k].ravel(), mean_true[live, k].numpy().ravel())[0, 1] if live.sum() > 2 else np.nan
-        lines.append(f"| {k} | {z[:, k].std():.2f} | {corr:+.2f} | {state_se[live, k].mean():.3f} | {live.mean():.2f} |")
+        lines.append(
+            f"| {k} | {z[:, k].std():.2f} | {corr:+.2f} | {state_se[live, k].mean():.3f} | {live.mean():.2f} "
+            f"| {given_se[rollout_alive[:, k], k].mean():.3f} |"
+        )
     ends = {
         "imagination": imagined.dones[:, :-1].amax(dim=1).mean().item(),
         "replay of the imagined actions": 1.0 - alive[:, -1].mean(),
         "the policy's own rollouts": rollouts.dones[:, :-1].amax(dim=1).mean().item(),
+        "the world model given the policy's own actions": given.dones[:, :-1].amax(dim=1).mean().item(),
     }
     lines += [
         "",
