@@ -51,42 +51,38 @@ class Preset:
     hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
 
 
+IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
+
+
+def ip_polygrad(**hyperparam_overrides: Any) -> Preset:
+    """PolyGRAD alone on the quick preset's InvertedPendulum setting (20k env steps, 3 seeds), its zoo entry overridden.
+
+    :param hyperparam_overrides: PolyGRAD constructor arguments that replace the zoo entry's
+    :return: the preset
+    """
+    return Preset(envs=(IP_20K,), algos=("polygrad",), hyperparam_overrides=hyperparam_overrides)
+
+
 PRESETS = {
     "quick": Preset(
         envs=(
-            EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),
+            IP_20K,
             EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
         ),
     ),
     # PolyGRAD alone on InvertedPendulum past the quick budget: what happens after the policy gets good.
     "ip-50k": Preset(envs=(EnvSetting("InvertedPendulum-v4", 50_000, 2_000, 950.0),), algos=("polygrad",), seeds=(0, 1)),
     # The quick preset's PolyGRAD with the causally masked denoiser (world_model/causal_mlp.py), 3 seeds.
-    "ip-causal": Preset(
-        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
-        algos=("polygrad",),
-        hyperparam_overrides={"denoiser": "causal_mlp"},
-    ),
+    "ip-causal": ip_polygrad(denoiser="causal_mlp"),
     # The quick preset's PolyGRAD with two agent rounds per training call and the censored log-likelihood, 3 seeds.
-    "ip-censored": Preset(
-        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
-        algos=("polygrad",),
-        hyperparam_overrides={"agent_gradient_steps": 2, "censored_log_prob": True},
-    ),
+    "ip-censored": ip_polygrad(agent_gradient_steps=2, censored_log_prob=True),
     # The quick preset's PolyGRAD learning from rollouts in the simulator instead of imagination (a perfect world model):
     # what the learner does when imagination is exact. A diagnostic, not a world-model method.
-    "ip-oracle": Preset(
-        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
-        algos=("polygrad",),
-        hyperparam_overrides={"imagination": "simulator"},
-    ),
+    "ip-oracle": ip_polygrad(imagination="simulator"),
     # The quick preset's PolyGRAD with the causal MLP sampled one step after another instead of by guided joint denoising
     # (imagination="sequential", 8 sampling steps to halve its H - 1 passes' cost): what the same kind of world model
     # gives when every imagined action is a policy sample at the state it is taken in. A diagnostic, not PolyGRAD.
-    "ip-sequential": Preset(
-        envs=(EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0),),
-        algos=("polygrad",),
-        hyperparam_overrides={"imagination": "sequential", "denoiser": "causal_mlp", "n_sampling_steps": 8},
-    ),
+    "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(
