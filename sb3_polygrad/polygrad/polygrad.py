@@ -20,13 +20,9 @@ from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
-from sb3_polygrad.world_model.sampler import (
-    GuidanceStates,
-    GuidanceType,
-    standardized_action_stats,
-)
+from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
 from sb3_polygrad.world_model.types import ImaginedTrajectory
-from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
+from sb3_polygrad.world_model.world_model import DENOISERS, DenoiserName, DiffusionWorldModel
 
 SelfPolyGRAD = TypeVar("SelfPolyGRAD", bound="PolyGRAD")
 Imagination = Literal["world_model", "simulator", "sequential"]
@@ -267,7 +263,8 @@ class PolyGRAD(OffPolicyAlgorithm):
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
         if self.imagination not in ("world_model", "simulator", "sequential"):
             raise ValueError(f"imagination must be 'world_model', 'simulator' or 'sequential', got {self.imagination!r}")
-        if self.imagination == "sequential" and self.denoiser != "causal_mlp":
+        sequential_capable = self.denoiser in DENOISERS and DENOISERS[self.denoiser].causal_states
+        if self.imagination == "sequential" and not sequential_capable:
             raise ValueError("imagination='sequential' samples states from past actions only: it needs denoiser='causal_mlp'")
         if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
             raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
@@ -450,13 +447,13 @@ class PolyGRAD(OffPolicyAlgorithm):
 
     def _imagine(self) -> ImaginedTrajectory:
         windows = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon)
+        obs0 = windows.observations[:, 0]
         if self.imagination == "simulator":
-            trajectory = self._simulate(windows.observations[:, 0], windows.sim_states)
+            trajectory = self._simulate(obs0, windows.sim_states)
         elif self.imagination == "sequential":
-            trajectory = self.world_model.imagine_sequential(windows.observations[:, 0], self.policy)
+            trajectory = self.world_model.imagine_sequential(obs0, self.policy)
         else:
-            guidance_scale = self.log_guidance_scale.exp().item()
-            trajectory = self.world_model.imagine(windows.observations[:, 0], self.policy, guidance_scale)
+            trajectory = self.world_model.imagine(obs0, self.policy, self.log_guidance_scale.exp().item())
         self.logger.record("imagination/reward_mean", trajectory.rewards[:, :-1].mean().item())
         self.logger.record("imagination/done_rate", trajectory.dones[:, :-1].mean().item())
         return trajectory
