@@ -83,10 +83,6 @@ PRESETS = {
     # (imagination="sequential", 8 sampling steps to halve its H - 1 passes' cost): what the same kind of world model
     # gives when every imagined action is a policy sample at the state it is taken in. A diagnostic, not PolyGRAD.
     "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
-    # The quick preset's PolyGRAD with guidance_type="reparam" (actions mu(s) + sigma(s) z at the predicted states, z fixed
-    # per trajectory; not in the paper), with the zoo entry's MLP denoiser and with the causal MLP.
-    "ip-reparam": ip_polygrad(guidance_type="reparam", tune_guidance=False),
-    "ip-reparam-causal": ip_polygrad(guidance_type="reparam", tune_guidance=False, denoiser="causal_mlp"),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(

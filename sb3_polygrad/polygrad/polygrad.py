@@ -65,9 +65,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param n_diffusion_steps: N, diffusion steps of the world model
     :param noise_schedule_tau: temperature of the cosine noise schedule (paper: 0.1 for Hopper, else 1.0)
     :param n_sampling_steps: denoising steps of imagination, strided over N (``None``: all N, as the paper)
-    :param guidance_type: ``"grad"`` (PolyGRAD), ``"sample"`` or ``"none"`` (the paper's ablations), or ``"reparam"``
-        (actions ``mu(s) + sigma(s) z`` at the predicted states with ``z`` fixed per trajectory; not in the paper, see
-        ``PolicyGuidedSampler._reparameterized_actions``)
+    :param guidance_type: ``"grad"`` (PolyGRAD), ``"sample"`` or ``"none"`` (the paper's ablations)
     :param guidance_scale: initial guidance scale g
     :param tune_guidance: adapt g so that imagined actions have standardised std 1 (only with ``"grad"``)
     :param guidance_learning_rate: SGD rate on ``log g``

@@ -20,9 +20,9 @@ from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.schedule import DiffusionSchedule
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
-GuidanceType = Literal["grad", "sample", "reparam", "none"]
+GuidanceType = Literal["grad", "sample", "none"]
 GuidanceStates = Literal["recon", "posterior_mean"]
-GUIDANCE_TYPES: tuple[str, ...] = ("grad", "sample", "reparam", "none")
+GUIDANCE_TYPES: tuple[str, ...] = ("grad", "sample", "none")
 GUIDANCE_STATES: tuple[str, ...] = ("recon", "posterior_mean")
 
 
@@ -53,7 +53,6 @@ class SamplingRun(NamedTuple):
     policy: GuidancePolicy | None
     obs0: th.Tensor  # normalised start states, (B, O)
     guidance_scale: th.Tensor  # g, a 0-d tensor so that a compiled loop does not specialise on its value
-    action_z: th.Tensor | None  # standard normal draws of guidance_type="reparam", (B, H, A), fixed for the run
 
 
 def gaussian_log_prob_grad(actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
@@ -103,8 +102,7 @@ class PolicyGuidedSampler:
     :param schedule: noise schedule (its ``sampling_timesteps`` set the number of steps)
     :param predict_epsilon: the denoiser predicts the noise instead of the clean sample
     :param guidance_type: ``"grad"`` (PolyGRAD: gradient step on log pi), ``"sample"`` (replace actions by policy samples
-        at the predicted states), ``"reparam"`` (actions ``mu(s) + sigma(s) * z`` at the predicted states with ``z`` drawn
-        once per trajectory, not in the paper: see ``_guide_actions``), ``"none"`` (actions stay the initial noise)
+        at the predicted states), ``"none"`` (actions stay the initial noise)
     :param action_clip_std: clamp actions to ``mu +- action_clip_std * sigma`` of the policy before each guidance step and
         at the end (``None``: no clamp, the paper's ablation)
     :param state_change_clip: in the last steps, limit ``|x_prev - x_t|`` to this (normalised units; ``None``: off)
@@ -199,14 +197,8 @@ class PolicyGuidedSampler:
         # computed once, for one row that broadcasts over the batch.
         time_embeddings = denoiser.embed_time(self.schedule.sampling_timesteps)  # (K, E) or None
         coefficients = self.schedule.sampling_coefficients  # (K, 5)
-        reparam = policy is not None and self.guidance_type == "reparam"
-        action_z = th.randn(actions.shape, device=device, generator=generator) if reparam else None
-        if action_z is not None and self.action_clip_std is not None:
-            action_z = action_z.clamp(-self.action_clip_std, self.action_clip_std)  # the +-3 sigma clamp, once
-        guidance_scale_t = th.as_tensor(guidance_scale, dtype=x.dtype, device=device)
-        run = SamplingRun(denoiser, normalizer, policy, obs0, guidance_scale_t, action_z)
-        # Per-step action noise only where the actions take a random step ("reparam" reuses its fixed draws).
-        moves_actions = policy is not None and self.guidance_type in ("grad", "sample")
+        run = SamplingRun(denoiser, normalizer, policy, obs0, th.as_tensor(guidance_scale, dtype=x.dtype, device=device))
+        moves_actions = policy is not None and self.guidance_type != "none"
         # Compiled only for guided imagination, the hot path. Steps run in blocks of up to `compiled_block_steps`: one
         # compiled call per block removes the per-call overhead of small steps, and since every per-step number enters
         # as a tensor, blocks of the same length and clip pattern share one compiled graph.
@@ -282,7 +274,7 @@ class PolicyGuidedSampler:
         """One denoising step (section 1.4): ``x_t, a_t -> x_{t-1}, a_{t-1}``, or the final window and actions.
 
         Deterministic given the noise, which the caller draws (``None`` at the final step)."""
-        denoiser, normalizer, policy, obs0, guidance_scale, action_z = run
+        denoiser, normalizer, policy, obs0, guidance_scale = run
         sqrt_alpha_bar, sqrt_one_minus_alpha_bar, coef_x0, coef_xt, std = coefficients.unbind()
         # 1. Predict the clean window; the network sees the actions scaled as in training (no action noise).
         out = denoiser.denoise(x, sqrt_alpha_bar * actions, time_embedding)
@@ -298,33 +290,12 @@ class PolicyGuidedSampler:
                 x0_hat = self._guide_states(x0_hat, raw_obs, actions, normalizer, policy, guidance_scale, obs0)
                 mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
                 raw_obs = normalizer.observations.unnormalize(x0_hat[..., :obs_dim])
-            if action_z is not None:
-                actions = normalizer.actions.normalize(self._reparameterized_actions(policy, raw_obs, action_z))
-            else:
-                actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, std, action_noise, final)
+            actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, std, action_noise, final)
         if final:
             # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
             return mean, actions
         assert state_noise is not None
         return inpaint(mean + std * state_noise, obs0), actions
-
-    @staticmethod
-    def _reparameterized_actions(policy: GuidancePolicy, raw_obs: th.Tensor, action_z: th.Tensor) -> th.Tensor:
-        """
-        ``guidance_type="reparam"``: the actions are policy samples at the predicted clean states, ``mu(s) + sigma(s) z``,
-        with the same ``z`` at every step, the final one included. Not in the paper. Why: the paper's gradient step
-        moves each action a fraction ``g / sigma^2`` toward ``mu`` per step and adds fresh noise, so how far the actions
-        get from their N(0, I) start depends on the number of sampling steps; with a strided schedule (16 steps) they
-        end short of ``mu`` (``train/imagined_action_bias`` below 0) while the tuner, which reads only their spread,
-        holds the standardised std at 1. The paper's ``"sample"`` ablation removes the bias but draws a new sample at
-        every step, so the last step's actions are not the ones the states were denoised with. With a fixed ``z`` the
-        actions follow the states smoothly and end exactly on-policy at the final predicted states, whatever the
-        number of steps; there is no guidance scale to tune.
-
-        :return: raw actions, shape (B, H, A)
-        """
-        mean, std = policy.action_distribution_params(raw_obs)
-        return mean + std * action_z
 
     def _clamp(self, raw_actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
         if self.action_clip_std is None:
