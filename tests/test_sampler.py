@@ -5,7 +5,8 @@ import pickle
 import pytest
 import torch as th
 
-from sb3_polygrad.world_model.denoisers import ResidualMLPDenoiser
+from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser
+from sb3_polygrad.world_model.denoisers import ResidualMLPDenoiser, TransformerDenoiser
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.sampler import (
     PolicyGuidedSampler,
@@ -119,6 +120,50 @@ def test_unguided_sampler_is_the_plain_ddpm_loop():
             ref = ref + std * th.randn(ref.shape, generator=gen)
             ref[:, 0, :OBS_DIM] = obs0
     assert th.allclose(x, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("denoiser_cls", [ResidualMLPDenoiser, CausalResidualMLPDenoiser, TransformerDenoiser])
+def test_denoise_sampling_is_denoise(denoiser_cls):
+    th.manual_seed(0)
+    denoiser = denoiser_cls(OBS_DIM + 2, ACT_DIM, H, **({"d_model": 32} if denoiser_cls is TransformerDenoiser else {}))
+    for p in denoiser.parameters():  # no zero bias or unit norm weight to hide a term
+        p.data.normal_(0, 0.2)
+    x, a, t = th.randn(4, H, OBS_DIM + 2), th.randn(4, H, ACT_DIM), th.tensor([0, 3, 7])
+    conditioning, shared = denoiser.prepare_sampling(t)
+    for k in range(len(t)):
+        expected = denoiser(x, a, t[k].expand(4))
+        assert th.allclose(denoiser.denoise_sampling(x, a, conditioning[k : k + 1], shared), expected, atol=1e-5)
+
+
+def test_guided_sampler_is_the_loop_of_section_1_4():
+    """The sampler's loop (the step's conditioning hoisted, the input layers folded, the policy evaluated once at the
+    start states) against the guided loop written out as the reference runs it."""
+    g, n_steps, clip_steps = 0.02, 6, 3
+    denoiser, sampler, normalizer = make("grad", n_steps=n_steps, state_change_clip_steps=clip_steps)
+    policy, sched = FixedGaussianPolicy(std=0.3), sampler.schedule
+    obs0, traj = imagine(denoiser, sampler, normalizer, policy, g, batch=16)
+    gen = th.Generator().manual_seed(0)  # the identity normaliser: raw and normalised units coincide
+    x = th.randn(16, H, OBS_DIM + 2, generator=gen)
+    x[:, 0, :OBS_DIM] = obs0
+    a = th.randn(16, H, ACT_DIM, generator=gen)
+    steps = list(zip(sched.sampling_t, sched.sampling_coefficients, strict=True))
+    for k, (t, (sqrt_alpha_bar, _, coef_x0, coef_xt, std)) in enumerate(steps):
+        with th.no_grad():
+            x0 = denoiser(x, sqrt_alpha_bar * a, th.full((16,), t))
+        x0[:, 0, :OBS_DIM] = obs0
+        mean = coef_x0 * x0 + coef_xt * x
+        if t < clip_steps:
+            mean = x + (mean - x).clamp(-0.25, 0.25)
+        mu, sigma = policy.action_distribution_params(x0[..., :OBS_DIM])
+        a = th.minimum(th.maximum(a, mu - 3 * sigma), mu + 3 * sigma)
+        if k == n_steps - 1:
+            x = mean
+            break
+        a = a + g * (mu - a) / sigma**2 + std * th.randn(a.shape, generator=gen)
+        x = mean + std * th.randn(x.shape, generator=gen)
+        x[:, 0, :OBS_DIM] = obs0
+    assert th.allclose(traj.observations, x[..., :OBS_DIM], atol=1e-5)
+    assert th.allclose(traj.actions, a, atol=1e-5)
 
 
 def test_action_clamp_bounds_final_actions():

@@ -33,8 +33,12 @@ class MaskedLinear(nn.Linear):
         super().__init__(len(in_degrees), len(out_degrees))
         self.register_buffer("mask", (out_degrees[:, None] >= in_degrees[None, :]).float(), persistent=False)
 
+    def masked_weight(self) -> th.Tensor:
+        """The weight with the masked entries zeroed, shape (out, in)."""
+        return self.weight * self.mask
+
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        return F.linear(x, self.masked_weight(), self.bias)
 
 
 class DegreeLayerNorm(nn.Module):
@@ -115,3 +119,9 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
         self.head = nn.Sequential(
             DegreeLayerNorm(hidden_degrees, n_degrees), nn.ReLU(), MaskedLinear(hidden_degrees, transition_degrees.reshape(-1))
         )
+
+    def input_weights(self) -> tuple[th.Tensor, th.Tensor]:
+        # Masked: their product, the folded layer of sampling, keeps the causal structure (a product of
+        # degree-monotone masks is degree-monotone).
+        assert isinstance(self.input_layer, MaskedLinear) and isinstance(self.proj, MaskedLinear)
+        return self.input_layer.masked_weight(), self.proj.masked_weight()

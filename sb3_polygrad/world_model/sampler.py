@@ -49,10 +49,12 @@ class SamplingRun(NamedTuple):
     """What every step of one sampling run shares: the networks, the statistics, the start states, the guidance scale."""
 
     denoiser: Denoiser
+    denoiser_shared: tuple[th.Tensor, ...]  # the shared tensors of denoiser.prepare_sampling
     normalizer: TransitionNormalizer
     policy: GuidancePolicy | None
     obs0: th.Tensor  # normalised start states, (B, O)
     guidance_scale: th.Tensor  # g, a 0-d tensor so that a compiled loop does not specialise on its value
+    start_policy: tuple[th.Tensor, th.Tensor] | None  # the policy's mean and std at the start states, (B, A) each
 
 
 def gaussian_log_prob_grad(actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
@@ -193,16 +195,23 @@ class PolicyGuidedSampler:
         x = inpaint(th.randn(shape, device=device, generator=generator), obs0)
         if actions is None:
             actions = th.randn((batch, horizon, denoiser.action_dim), device=device, generator=generator)
-        # Hoisted out of the loop: the weights are fixed while sampling, so the diffusion-step embedding of every step is
+        # Hoisted out of the loop: the weights are fixed while sampling, so what the denoiser needs of every step is
         # computed once, for one row that broadcasts over the batch.
-        time_embeddings = denoiser.embed_time(self.schedule.sampling_timesteps)  # (K, E) or None
+        conditionings, shared = denoiser.prepare_sampling(self.schedule.sampling_timesteps)  # (K, C) or None; tensors
         coefficients = self.schedule.sampling_coefficients  # (K, 5)
-        run = SamplingRun(denoiser, normalizer, policy, obs0, th.as_tensor(guidance_scale, dtype=x.dtype, device=device))
+        guidance_scale_t = th.as_tensor(guidance_scale, dtype=x.dtype, device=device)
+        start_policy = None
+        if policy is not None and self.states_for_guidance == "recon":
+            # The policy is evaluated at the predicted clean states, whose first row is always the inpainted start
+            # state: its mean and std there are the same at every step, so evaluated once (a tenth of the policy's work
+            # at H = 10). The posterior mean's first row is not the start state, so it keeps the full evaluation.
+            start_policy = policy.action_distribution_params(normalizer.observations.unnormalize(obs0))
+        run = SamplingRun(denoiser, shared, normalizer, policy, obs0, guidance_scale_t, start_policy)
         moves_actions = policy is not None and self.guidance_type != "none"
         # Compiled only for guided imagination, the hot path. Steps run in blocks of up to `compiled_block_steps`: one
         # compiled call per block removes the per-call overhead of small steps, and since every per-step number enters
         # as a tensor, blocks of the same length and clip pattern share one compiled graph.
-        run_block = self._run_block if policy is None or not self.compile else self._compiled()
+        run_block = self._run_block if policy is None or not self.compile else self._compiled(device)
         sampling_t = self.schedule.sampling_t
         clips = [self.state_change_clip is not None and t < self.state_change_clip_steps for t in sampling_t]
         for start in range(0, len(sampling_t), self.compiled_block_steps):
@@ -216,12 +225,11 @@ class PolicyGuidedSampler:
                 if moves_actions:
                     action_noise.append(th.randn(actions.shape, device=device, generator=generator))
                 state_noise.append(th.randn(shape, device=device, generator=generator))
-            embeddings = None if time_embeddings is None else time_embeddings[start:stop]
             x, actions = run_block(
                 run,
                 x,
                 actions,
-                embeddings,
+                None if conditionings is None else conditionings[start:stop],
                 coefficients[start:stop],
                 action_noise,
                 state_noise,
@@ -230,10 +238,13 @@ class PolicyGuidedSampler:
             )
         return x, actions
 
-    def _compiled(self) -> Callable[..., tuple[th.Tensor, th.Tensor]]:
+    def _compiled(self, device: th.device) -> Callable[..., tuple[th.Tensor, th.Tensor]]:
         if self._compiled_block is None:
-            # Shapes are fixed within a run (the imagination batch), so static shapes: no dynamic-shape guards.
-            self._compiled_block = th.compile(self._run_block, dynamic=False)
+            # Shapes are fixed within a run (the imagination batch), so static shapes: no dynamic-shape guards. On CPU,
+            # inductor's wrapper around its kernels in C++ rather than Python: 3-4% faster imagination at the CPU
+            # configuration and no longer to compile (benchmarks/imagination_speed.py); unmeasured on CUDA, so not there.
+            options: dict[str, str | int | bool | Callable[..., Any]] = {"cpp_wrapper": device.type == "cpu"}
+            self._compiled_block = th.compile(self._run_block, dynamic=False, options=options)
         return self._compiled_block
 
     def _run_block(
@@ -241,7 +252,7 @@ class PolicyGuidedSampler:
         run: SamplingRun,
         x: th.Tensor,
         actions: th.Tensor,
-        time_embeddings: th.Tensor | None,
+        conditionings: th.Tensor | None,
         coefficients: th.Tensor,
         action_noise: list[th.Tensor],
         state_noise: list[th.Tensor],
@@ -252,9 +263,9 @@ class PolicyGuidedSampler:
         step comes from the caller (``action_noise`` empty when the actions do not move)."""
         for i, clip_states in enumerate(clips):
             last = final and i == len(clips) - 1
-            embedding = None if time_embeddings is None else time_embeddings[i : i + 1]
+            conditioning = None if conditionings is None else conditionings[i : i + 1]
             x, actions = self._step(
-                run, x, actions, embedding, coefficients[i],
+                run, x, actions, conditioning, coefficients[i],
                 None if last or not action_noise else action_noise[i], None if last else state_noise[i], clip_states, last,
             )  # fmt: skip
         return x, actions
@@ -264,7 +275,7 @@ class PolicyGuidedSampler:
         run: SamplingRun,
         x: th.Tensor,
         actions: th.Tensor,
-        time_embedding: th.Tensor | None,
+        conditioning: th.Tensor | None,
         coefficients: th.Tensor,
         action_noise: th.Tensor | None,
         state_noise: th.Tensor | None,
@@ -274,10 +285,10 @@ class PolicyGuidedSampler:
         """One denoising step (section 1.4): ``x_t, a_t -> x_{t-1}, a_{t-1}``, or the final window and actions.
 
         Deterministic given the noise, which the caller draws (``None`` at the final step)."""
-        denoiser, normalizer, policy, obs0, guidance_scale = run
+        denoiser, denoiser_shared, normalizer, policy, obs0, guidance_scale, _ = run
         sqrt_alpha_bar, sqrt_one_minus_alpha_bar, coef_x0, coef_xt, std = coefficients.unbind()
         # 1. Predict the clean window; the network sees the actions scaled as in training (no action noise).
-        out = denoiser.denoise(x, sqrt_alpha_bar * actions, time_embedding)
+        out = denoiser.denoise_sampling(x, sqrt_alpha_bar * actions, conditioning, denoiser_shared)
         x0_hat = inpaint((x - sqrt_one_minus_alpha_bar * out) / sqrt_alpha_bar if self.predict_epsilon else out, obs0)
         # 2. DDPM posterior mean of the next, less noisy window.
         mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
@@ -290,12 +301,27 @@ class PolicyGuidedSampler:
                 x0_hat = self._guide_states(x0_hat, raw_obs, actions, normalizer, policy, guidance_scale, obs0)
                 mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
                 raw_obs = normalizer.observations.unnormalize(x0_hat[..., :obs_dim])
-            actions = self._guide_actions(actions, raw_obs, normalizer, policy, guidance_scale, std, action_noise, final)
+            if self.guidance_type != "none" or final:
+                # 4. The policy at the guidance states, once for the whole batch (the "none" ablation leaves the actions
+                # at their initial noise until the final clamp).
+                pi_mean, pi_std = self._policy_at(run, raw_obs)
+                actions = self._guide_actions(actions, pi_mean, pi_std, normalizer, guidance_scale, std, action_noise, final)
         if final:
             # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
             return mean, actions
         assert state_noise is not None
         return inpaint(mean + std * state_noise, obs0), actions
+
+    @staticmethod
+    def _policy_at(run: SamplingRun, raw_obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """The policy's mean and std at raw states (B, H, O), each (B, H, A); the first row from the run's start states
+        when the sampler has evaluated the policy there once."""
+        assert run.policy is not None
+        if run.start_policy is None:
+            return run.policy.action_distribution_params(raw_obs)
+        mean, std = run.policy.action_distribution_params(raw_obs[:, 1:])
+        start_mean, start_std = run.start_policy
+        return th.cat([start_mean[:, None], mean], dim=1), th.cat([start_std[:, None], std], dim=1)
 
     def _clamp(self, raw_actions: th.Tensor, mean: th.Tensor, std: th.Tensor) -> th.Tensor:
         if self.action_clip_std is None:
@@ -316,18 +342,16 @@ class PolicyGuidedSampler:
     def _guide_actions(
         self,
         actions: th.Tensor,
-        raw_obs: th.Tensor,
+        mean: th.Tensor,
+        std: th.Tensor,
         normalizer: TransitionNormalizer,
-        policy: GuidancePolicy,
         guidance_scale: th.Tensor,
         noise_std: th.Tensor,
         noise: th.Tensor | None,
         final: bool,
     ) -> th.Tensor:
-        # 4. The policy at the guidance states, once for the whole batch.
-        if self.guidance_type == "none" and not final:
-            return actions  # ablation: the actions stay the initial noise, clamped once at the end
-        mean, std = policy.action_distribution_params(raw_obs)  # (B, H, A) each
+        """Steps 5 and 6, given the policy's ``mean`` and ``std`` at the guidance
+        states; ``noise_std`` is the step's posterior std and ``noise`` the step's action noise."""
         raw_actions = self._clamp(normalizer.actions.unnormalize(actions), mean, std)
         if final:
             # 5. Final step: clamp only.
