@@ -179,7 +179,7 @@ class ResidualMLPDenoiser(Denoiser):
     def prepare_sampling(self, t: th.Tensor) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
         w_in, w_proj = self.input_weights()
         steps = F.linear(self.embed_time(t) + self.proj.bias, w_in, self.input_layer.bias)  # (K, W)
-        return steps, ((w_in @ w_proj).T.contiguous(),)  # (H * (D + A), W): the layout addmm reads fastest
+        return steps, ((w_in @ w_proj).T.contiguous(),)  # (H * (D + A), W)
 
     def denoise_sampling(
         self, x_t: th.Tensor, actions: th.Tensor, conditioning: th.Tensor | None, shared: tuple[th.Tensor, ...]
