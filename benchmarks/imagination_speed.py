@@ -203,26 +203,6 @@ def imagination_rows(config: SpeedConfig, peak: float, repeats: int) -> list[str
     return rows
 
 
-def chunking_rows(config: SpeedConfig, batch: int, repeats: int) -> list[str]:
-    """The eager sampler on a large batch: in chunks of ``PolicyGuidedSampler.cpu_chunk_size``, and in one piece."""
-    model, policy = build(config)
-    obs0 = th.randn(batch, config.obs_dim)
-    chunk = model.sampler.cpu_chunk_size
-
-    def imagine(chunk_size: int) -> None:
-        model.sampler.cpu_chunk_size = chunk_size
-        model.imagine(obs0, policy, 0.01)
-
-    seconds = {batch: float("inf"), chunk: float("inf")}
-    for _ in range(repeats):
-        for size in seconds:
-            seconds[size] = min(seconds[size], best_time(partial(imagine, size), 1))
-    return [
-        f"| {config.name} | {batch} | {'one batch' if size == batch else size} | {secs:.3f} | {seconds[batch] / secs:.2f}x |"
-        for size, secs in seconds.items()
-    ]
-
-
 def training_row(config: SpeedConfig, peak: float, repeats: int) -> str:
     """Denoiser training steps per second (forward, backward, Adam) on random windows."""
     model, _ = build(config)
@@ -283,14 +263,6 @@ def main() -> None:
     for config in (CPU, PAPER):
         lines += imagination_rows(config, peak, args.repeats)
     lines += [
-        "",
-        "Batch chunking: the eager sampler on 8192 trajectories at the CPU configuration, in one batch and in the "
-        "chunks of `PolicyGuidedSampler.cpu_chunk_size` that it uses on CPU (fastest of "
-        f"{args.repeats} alternating rounds):",
-        "",
-        "| configuration | trajectories | chunk | s per imagination | speed-up |",
-        "|---|---:|---:|---:|---:|",
-        *chunking_rows(CPU, 8192, args.repeats),
         "",
         "Denoiser training (forward, backward and Adam step, batch 256):",
         "",

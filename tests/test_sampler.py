@@ -89,24 +89,6 @@ def test_tuned_guidance_makes_actions_on_policy_and_no_guidance_does_not():
     assert abs(corr.item()) < 0.2  # the clamp at the end is the only link to the policy
 
 
-@pytest.mark.parametrize("guided", [True, False])
-def test_large_cpu_batches_run_in_chunks_drawn_from_one_generator(guided):
-    denoiser, sampler, normalizer = make("grad")
-    obs0, given = th.randn(20, OBS_DIM), None if guided else th.randn(20, H, ACT_DIM)
-    kwargs = dict(policy=FixedGaussianPolicy(), guidance_scale=0.05) if guided else {}
-    sampler.cpu_chunk_size = 8
-    x, a = sampler.sample(denoiser, normalizer, obs0, H, actions=given, generator=th.Generator().manual_seed(0), **kwargs)
-    # The same as sampling the chunks of 8, 8 and 4 one after another with one generator.
-    sampler.cpu_chunk_size, gen = 1024, th.Generator().manual_seed(0)
-    parts = [
-        sampler.sample(denoiser, normalizer, obs0[i : i + 8], H, actions=None if given is None else given[i : i + 8],
-                       generator=gen, **kwargs)
-        for i in (0, 8, 16)
-    ]  # fmt: skip
-    assert x.shape == (20, H, OBS_DIM + 2) and a.shape == (20, H, ACT_DIM)
-    assert th.equal(x, th.cat([p[0] for p in parts])) and th.equal(a, th.cat([p[1] for p in parts]))
-
-
 def test_same_seed_same_samples():
     denoiser, sampler, normalizer = make("grad")
     a = imagine(denoiser, sampler, normalizer, FixedGaussianPolicy(), 0.05, seed=3)[1]

@@ -123,11 +123,6 @@ class PolicyGuidedSampler:
     # Steps per compiled call: longer blocks cut per-call overhead, at the price of a longer first compilation (about
     # 40 s for the shipped CPU configuration's 16 steps on 2 cores). Measured in benchmarks/imagination_speed.py.
     compiled_block_steps: int = 16
-    # On CPU, larger batches are sampled in chunks of this many trajectories, one after another: the activations of a
-    # chunk stay in cache. At 8192 trajectories of the CPU configuration chunks of 1024 ran 1.8x faster than one batch
-    # (chunks of 256: 1.5x), and at 4096 of the paper's 1.26x (benchmarks/imagination_speed.py measures the first).
-    # Not on GPUs, which want the largest batch.
-    cpu_chunk_size: int = 1024
 
     def __init__(
         self,
@@ -196,15 +191,6 @@ class PolicyGuidedSampler:
         :return: normalised windows (B, H, D) and normalised actions (B, H, A)
         """
         batch, device = obs0.shape[0], obs0.device
-        if device.type == "cpu" and batch > self.cpu_chunk_size:
-            # Each chunk draws its random numbers in turn from the same generator: reproducible given the seed.
-            chunks = []
-            for i in range(0, batch, self.cpu_chunk_size):
-                part = slice(i, i + self.cpu_chunk_size)
-                part_actions = None if actions is None else actions[part]
-                part_run = (denoiser, normalizer, obs0[part], horizon, policy, part_actions, guidance_scale, generator)
-                chunks.append(self.sample(*part_run))
-            return th.cat([x for x, _ in chunks]), th.cat([a for _, a in chunks])
         shape = (batch, horizon, denoiser.transition_dim)
         x = inpaint(th.randn(shape, device=device, generator=generator), obs0)
         if actions is None:
