@@ -166,10 +166,16 @@ class ResidualMLPDenoiser(Denoiser):
 
     def denoise(self, x_t: th.Tensor, actions: th.Tensor, time_embedding: th.Tensor | None) -> th.Tensor:
         assert time_embedding is not None, "the MLP denoiser is conditioned on the diffusion step"
-        inputs = rearrange(th.cat([x_t, actions], dim=-1), "b h c -> b (h c)")  # (B, H * (D + A))
-        h = self.proj(inputs) + time_embedding  # (B, E)
-        out = self.head(self.blocks(self.input_layer(h)))  # (B, H * D)
-        return rearrange(out, "b (h d) -> b h d", h=self.horizon)
+        h = self.proj(self._flat_window(x_t, actions)) + time_embedding  # (B, E)
+        return self._windows_from_hidden(self.input_layer(h))
+
+    def _flat_window(self, x_t: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """The whole window as one vector per sample, (B, H * (D + A))."""
+        return rearrange(th.cat([x_t, actions], dim=-1), "b h c -> b (h c)")
+
+    def _windows_from_hidden(self, h: th.Tensor) -> th.Tensor:
+        """The residual blocks and the head, from the input layer's output (B, W) to windows (B, H, D)."""
+        return rearrange(self.head(self.blocks(h)), "b (h d) -> b h d", h=self.horizon)
 
     # While sampling, the input projection and the input layer fold into one layer: only the step embedding is added
     # between the two linear maps, so ``input_layer(proj(v) + e) = (W_in W_proj) v + input_layer(proj.bias + e)``. The
@@ -185,9 +191,7 @@ class ResidualMLPDenoiser(Denoiser):
         self, x_t: th.Tensor, actions: th.Tensor, conditioning: th.Tensor | None, shared: tuple[th.Tensor, ...]
     ) -> th.Tensor:
         assert conditioning is not None, "the MLP denoiser is conditioned on the diffusion step"
-        inputs = rearrange(th.cat([x_t, actions], dim=-1), "b h c -> b (h c)")  # (B, H * (D + A))
-        h = th.addmm(conditioning, inputs, shared[0])  # (B, W)
-        return rearrange(self.head(self.blocks(h)), "b (h d) -> b h d", h=self.horizon)
+        return self._windows_from_hidden(th.addmm(conditioning, self._flat_window(x_t, actions), shared[0]))
 
     def input_weights(self) -> tuple[th.Tensor, th.Tensor]:
         """The weights of the input layer and of the input projection, shapes (W, E) and (E, H * (D + A))."""

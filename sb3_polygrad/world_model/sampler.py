@@ -199,14 +199,14 @@ class PolicyGuidedSampler:
         # computed once, for one row that broadcasts over the batch.
         conditionings, shared = denoiser.prepare_sampling(self.schedule.sampling_timesteps)  # (K, C) or None; tensors
         coefficients = self.schedule.sampling_coefficients  # (K, 5)
-        guidance_scale_t = th.as_tensor(guidance_scale, dtype=x.dtype, device=device)
         start_policy = None
         if policy is not None and self.states_for_guidance == "recon":
             # The policy is evaluated at the predicted clean states, whose first row is always the inpainted start
             # state: its mean and std there are the same at every step, so evaluated once (a tenth of the policy's work
             # at H = 10). The posterior mean's first row is not the start state, so it keeps the full evaluation.
             start_policy = policy.action_distribution_params(normalizer.observations.unnormalize(obs0))
-        run = SamplingRun(denoiser, shared, normalizer, policy, obs0, guidance_scale_t, start_policy)
+        g = th.as_tensor(guidance_scale, dtype=x.dtype, device=device)
+        run = SamplingRun(denoiser, shared, normalizer, policy, obs0, g, start_policy)
         moves_actions = policy is not None and self.guidance_type != "none"
         # Compiled only for guided imagination, the hot path. Steps run in blocks of up to `compiled_block_steps`: one
         # compiled call per block removes the per-call overhead of small steps, and since every per-step number enters
