@@ -70,9 +70,9 @@ def table(curves: Curves, settings: tuple[EnvSetting, ...]) -> str:
         lines += [
             f"### {setting.env_id} (threshold {setting.threshold:g})",
             "",
-            "| algo | " + " | ".join(f"return @ {b // 1000}k" for b in budgets)
+            "| algo | seeds | " + " | ".join(f"return @ {b // 1000}k" for b in budgets)
             + " | env steps to threshold (median) | PolyGRAD sample-efficiency ratio | train wall-clock (s) |",
-            "|---|" + "---:|" * (len(budgets) + 3),
+            "|---|" + "---:|" * (len(budgets) + 4),
         ]  # fmt: skip
         reach: dict[str, float] = {}
         rows = []
@@ -83,13 +83,13 @@ def table(curves: Curves, settings: tuple[EnvSetting, ...]) -> str:
             rets = [[return_at(r, b) for r in runs] for b in budgets]
             reach[algo] = float(np.median([steps_to_threshold(r, setting.threshold) for r in runs]))
             wall = np.mean([max(p[2] for p in r) for r in runs])
-            rows.append((algo, rets, wall))
-        for algo, rets, wall in rows:
+            rows.append((algo, len(runs), rets, wall))
+        for algo, n_seeds, rets, wall in rows:
             cells = " | ".join(f"{np.mean(r):.0f} ± {np.std(r):.0f}" for r in rets)
             steps = "not reached" if np.isinf(reach[algo]) else f"{reach[algo]:,.0f}"
             # ratio > 1: PolyGRAD reaches the threshold in that many times fewer env steps than this baseline
             ratio = "—" if algo == "polygrad" else ratio_text(reach.get("polygrad", np.inf), reach[algo])
-            lines.append(f"| {algo} | {cells} | {steps} | {ratio} | {wall:.0f} |")
+            lines.append(f"| {algo} | {n_seeds} | {cells} | {steps} | {ratio} | {wall:.0f} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -49,6 +49,20 @@ class Preset:
     n_eval_episodes: int = 10
     device: str = "cpu"
     hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
+    # PolyGRAD variants run beside the algorithms, as algorithm "polygrad[<label>]": label -> further overrides
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def job_algos(self) -> tuple[str, ...]:
+        """The preset's algorithms, then one ``polygrad[<label>]`` per variant."""
+        return self.algos + tuple(f"polygrad[{label}]" for label in self.variants)
+
+    def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
+        """The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides."""
+        base, _, label = algo.partition("[")
+        label = label.removesuffix("]")
+        if label and label not in self.variants:
+            raise ValueError(f"{algo}: the preset has no variant {label!r} (it has {sorted(self.variants)})")
+        return {**zoo_hyperparams(base, env_id), **self.hyperparam_overrides, **self.variants.get(label, {})}
 
 
 IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
@@ -83,6 +97,24 @@ PRESETS = {
     # (imagination="sequential", 8 sampling steps to halve its H - 1 passes' cost): what the same kind of world model
     # gives when every imagined action is a policy sample at the state it is taken in. A diagnostic, not PolyGRAD.
     "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
+    # Single changes to the quick preset's PolyGRAD on InvertedPendulum, one seed each (the shipped entry beside them):
+    # a screen for the 950 target. Further seeds of a variant: --algos 'polygrad[<label>]' --seeds 1 2.
+    "ip-screen": Preset(
+        envs=(IP_20K,),
+        algos=("polygrad",),
+        seeds=(0,),
+        variants={
+            "horizon5": dict(horizon=5),
+            "horizon5-causal": dict(horizon=5, denoiser="causal_mlp"),
+            "sampling32": dict(n_sampling_steps=None),  # all 32 diffusion steps, not 16 of them
+            "guidance-sample": dict(guidance_type="sample"),
+            "update-states": dict(update_states=True),
+            "guidance-posterior-mean": dict(states_for_guidance="posterior_mean"),
+            "batch1024": dict(imagination_batch_size=1024),
+            "kl0.02": dict(target_policy_update=0.02),
+            "no-state-clip": dict(state_change_clip=None),
+        },
+    ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(
@@ -139,7 +171,8 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
     th.set_num_threads(1)
     register()
     preset = PRESETS[preset_name]
-    hyperparams = {**zoo_hyperparams(algo, setting.env_id), **preset.hyperparam_overrides}
+    hyperparams = preset.hyperparams(algo, setting.env_id)
+    base_algo = algo.partition("[")[0]
     rows: list[dict[str, Any]] = []
 
     class TimedEval(BaseCallback):
@@ -174,8 +207,8 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
     log_folder = tempfile.mkdtemp(prefix=f"bench_{algo}_")
     try:
         manager = ExperimentManager(
-            argparse.Namespace(), algo, setting.env_id, log_folder, n_timesteps=setting.budget, eval_freq=-1,
-            hyperparams=hyperparams, seed=seed, verbose=0, device=preset.device, config=zoo_config(algo), log_interval=-2,
+            argparse.Namespace(), base_algo, setting.env_id, log_folder, n_timesteps=setting.budget, eval_freq=-1,
+            hyperparams=hyperparams, seed=seed, verbose=0, device=preset.device, config=zoo_config(base_algo), log_interval=-2,
         )  # fmt: skip
         setup = manager.setup_experiment()
         assert setup is not None
@@ -199,7 +232,7 @@ def jobs(preset_name: str, algos: list[str] | None, seeds: list[int] | None) -> 
     preset = PRESETS[preset_name]
     for setting in preset.envs:
         for seed in seeds or preset.seeds:
-            for algo in algos or preset.algos:
+            for algo in algos or preset.job_algos():
                 yield preset_name, algo, setting, seed
 
 
@@ -218,7 +251,7 @@ def merge(preset_name: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--algos", nargs="+", help="subset of the preset's algorithms")
+    parser.add_argument("--algos", nargs="+", help="subset of the preset's algorithms (variants: 'polygrad[<label>]')")
     parser.add_argument("--seeds", nargs="+", type=int, help="subset of the preset's seeds")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes")
     args = parser.parse_args()
@@ -230,7 +263,7 @@ def main() -> None:
     with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
         f.write(
             f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
-            f"algos {' '.join(args.algos or PRESETS[args.preset].algos)}; workers {args.workers}\n"
+            f"algos {' '.join(args.algos or PRESETS[args.preset].job_algos())}; workers {args.workers}\n"
         )
     print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
     with ProcessPoolExecutor(args.workers) as pool, tqdm(total=len(todo), desc=args.preset) as bar:

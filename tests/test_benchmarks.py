@@ -40,3 +40,15 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
 )
 def test_steps_to_threshold(points, threshold, expected):
     assert report.steps_to_threshold(points, threshold) == expected
+
+
+def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_presets():
+    preset = run.Preset(
+        envs=(run.IP_20K,), algos=("polygrad",), hyperparam_overrides=dict(horizon=8), variants={"h5": dict(horizon=5)}
+    )
+    assert preset.job_algos() == ("polygrad", "polygrad[h5]")
+    shipped = run.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
+    assert preset.hyperparams("polygrad", "InvertedPendulum-v4") == {**shipped, "horizon": 8}
+    assert preset.hyperparams("polygrad[h5]", "InvertedPendulum-v4") == {**shipped, "horizon": 5}
+    with pytest.raises(ValueError, match="no variant 'h4'"):
+        preset.hyperparams("polygrad[h4]", "InvertedPendulum-v4")
