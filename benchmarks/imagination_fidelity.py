@@ -9,12 +9,18 @@ end in imagination, in the replay of its actions, and in the policy's own rollou
 (``simulator_rollouts``, what ``imagination="simulator"`` learns from); and, as a control, the error of the same world
 model sampled without guidance on the actions of those rollouts (``sample_with_actions``).
 
+With ``--sweep`` it writes, instead, how the same trained model's guided imagination trades the two against each other
+under other sampler settings (sampling steps, action noise scale, guidance scale): the one-step state error given the
+imagined actions, the share of windows that end, and the standardised spread and bias of the actions.
+
     python -m benchmarks.imagination_fidelity --steps 12000
     python -m benchmarks.imagination_fidelity --steps 8000 --denoiser causal_mlp
+    python -m benchmarks.imagination_fidelity --steps 12000 --sweep
 """
 
 import argparse
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +30,57 @@ from benchmarks.run import RESULTS, zoo_hyperparams
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import replay_actions, simulator_rollouts, to_env_actions
 from sb3_polygrad.world_model.sampler import standardized_action_stats
+from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+# Sampler settings of the sweep: (sampling steps, action noise scale, guidance scale relative to the tuned one)
+SWEEP = [(k, 1.0, 1.0) for k in (4, 8, 16, 32)] + [
+    (16, lam, mult) for lam in (1.0, 0.5, 0.0) for mult in (0.25, 1.0, 4.0) if (lam, mult) != (1.0, 1.0)
+]
+
+
+def replay(env: gym.Env, starts: np.ndarray, imagined: ImaginedTrajectory) -> tuple[np.ndarray, np.ndarray]:
+    """
+    The true states of the imagined actions, replayed open loop from the recorded simulator states.
+
+    :return: the states (imagined ones at k = 0, the start states) and whether the episode still runs at each k
+    """
+    low, high = env.action_space.low, env.action_space.high  # type: ignore[attr-defined]
+    actions = imagined.actions.cpu().numpy()
+    true_obs = imagined.observations.cpu().numpy().copy()
+    alive = np.ones(actions.shape[:2], dtype=bool)
+    for i in range(len(actions)):
+        replayed, _, steps, terminated = replay_actions(env, starts[i], to_env_actions(actions[i, :-1], low, high))
+        true_obs[i, 1:] = replayed
+        if terminated:
+            alive[i, steps:] = False  # the state after the terminating step is not an episode state
+    return true_obs, alive
+
+
+def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) -> list[str]:
+    """Guided imagination of the trained model under each setting of ``SWEEP``, from the same start states."""
+    world_model, sampler = model.world_model, model.world_model.sampler
+    tuned_scale, n_steps = model.log_guidance_scale.exp().item(), world_model.schedule.n_sampling_steps
+    lines = [
+        "| sampling steps | action noise scale | guidance scale | state MSE k = 1 | imagination ends | replay ends "
+        "| std of z | bias of z |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, noise_scale, mult in [row for row in SWEEP if row[0] <= world_model.schedule.n_diffusion_steps]:
+        world_model.set_n_sampling_steps(k)
+        sampler.action_guidance_noise_scale = noise_scale
+        th.manual_seed(0)
+        imagined = world_model.imagine(obs0, model.policy, tuned_scale * mult)
+        true_obs, alive = replay(env, starts, imagined)
+        state_se = ((imagined.observations.cpu().numpy()[:, 1] - true_obs[:, 1]) ** 2).mean(axis=-1)
+        action_std, action_bias = standardized_action_stats(model.policy, imagined)
+        lines.append(
+            f"| {k} | {noise_scale:g} | {mult:g}x | {state_se[alive[:, 1]].mean():.3f} "
+            f"| {imagined.dones[:, :-1].amax(dim=1).mean().item():.0%} | {1.0 - alive[:, -1].mean():.0%} "
+            f"| {action_std:.2f} | {action_bias:+.2f} |"
+        )
+    world_model.set_n_sampling_steps(n_steps)
+    sampler.action_guidance_noise_scale = model.action_guidance_noise_scale
+    return lines
 
 
 def main() -> None:
@@ -33,6 +90,7 @@ def main() -> None:
     parser.add_argument("--denoiser", default="mlp", choices=["mlp", "causal_mlp", "transformer"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trajectories", type=int, default=512)
+    parser.add_argument("--sweep", action="store_true", help="other sampler settings on the trained model instead")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
@@ -45,20 +103,32 @@ def main() -> None:
     windows = model.replay_buffer.sample_windows(args.trajectories, model.horizon, np.random.default_rng(0))
     assert windows.sim_states is not None
     starts, obs0 = windows.sim_states[:, 0].cpu().numpy(), windows.observations[:, 0]
-    imagined = model.world_model.imagine(obs0, model.policy, model.log_guidance_scale.exp().item())
-    low, high = model.action_space.low, model.action_space.high  # type: ignore[attr-defined]
     env = gym.make(args.env)
     env.reset(seed=0)
-
-    # True states of the imagined actions, replayed open loop; s_k for k >= 1, alive while the episode runs.
+    name = f"imagination_fidelity_{args.env}_{args.denoiser}_{args.steps}"
+    command = (
+        f"`python -m benchmarks.imagination_fidelity --env {args.env} --steps {args.steps} "
+        f"--denoiser {args.denoiser} --seed {args.seed}{' --sweep' if args.sweep else ''}`"
+    )
+    if args.sweep:
+        lines = [
+            f"# Guided imagination under other sampler settings: {args.env}, `{args.denoiser}`, {args.steps} env "
+            f"steps, seed {args.seed}",
+            "",
+            f"Command: {command}. {len(starts)} recorded start states; the trained model's sampler settings are "
+            f"{model.world_model.schedule.n_sampling_steps} sampling steps, action noise scale "
+            f"{model.action_guidance_noise_scale:g} and the tuned guidance scale "
+            f"{model.log_guidance_scale.exp().item():.3f} (1x). The state error is one step in, where the start state "
+            "is exact; z are the actions standardised by the policy at the imagined states (1 and 0 on-policy).",
+            "",
+            *sweep(model, env, starts, obs0),
+        ]
+        write(RESULTS / f"{name}_sweep.md", lines)
+        return
+    imagined = model.world_model.imagine(obs0, model.policy, model.log_guidance_scale.exp().item())
+    low, high = model.action_space.low, model.action_space.high  # type: ignore[attr-defined]
     actions = imagined.actions.cpu().numpy()
-    true_obs = imagined.observations.cpu().numpy().copy()
-    alive = np.ones(actions.shape[:2], dtype=bool)
-    for i in range(len(actions)):
-        replayed, _, steps, terminated = replay_actions(env, starts[i], to_env_actions(actions[i, :-1], low, high))
-        true_obs[i, 1:] = replayed
-        if terminated:
-            alive[i, steps:] = False  # the state after the terminating step is not an episode state
+    true_obs, alive = replay(env, starts, imagined)  # s_k for k >= 1, alive while the episode runs
     with th.no_grad():
         mean_imagined, std = model.policy.action_distribution_params(imagined.observations)
         mean_true, _ = model.policy.action_distribution_params(th.as_tensor(true_obs))
@@ -78,8 +148,7 @@ def main() -> None:
     lines = [
         f"# Imagination fidelity: {args.env}, `{args.denoiser}`, {args.steps} env steps, seed {args.seed}",
         "",
-        f"Command: `python -m benchmarks.imagination_fidelity --env {args.env} --steps {args.steps} "
-        f"--denoiser {args.denoiser} --seed {args.seed}`. {len(starts)} recorded start states; imagined actions "
+        f"Command: {command}. {len(starts)} recorded start states; imagined actions "
         "replayed open loop in MuJoCo from them. Policy std "
         f"{model.actor.std().mean().item():.2f}, guidance scale {model.log_guidance_scale.exp().item():.3f}.",
         "",
@@ -108,7 +177,10 @@ def main() -> None:
         "",
         "Windows that end within the horizon: " + "; ".join(f"{name} {share:.0%}" for name, share in ends.items()) + ".",
     ]
-    out = RESULTS / f"imagination_fidelity_{args.env}_{args.denoiser}_{args.steps}.md"
+    write(RESULTS / f"{name}.md", lines)
+
+
+def write(out: Path, lines: list[str]) -> None:
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"written to {out}")
