@@ -255,6 +255,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, help="subset of the preset's seeds")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes")
     args = parser.parse_args()
+    preset = PRESETS[args.preset]
+    for algo in args.algos or ():
+        if "[" in algo and algo not in preset.job_algos():  # before any job starts, not inside a worker
+            parser.error(f"{algo}: preset {args.preset} has no such variant (it has {', '.join(preset.job_algos())})")
     from tqdm import tqdm
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -263,7 +267,7 @@ def main() -> None:
     with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
         f.write(
             f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
-            f"algos {' '.join(args.algos or PRESETS[args.preset].job_algos())}; workers {args.workers}\n"
+            f"algos {' '.join(args.algos or preset.job_algos())}; workers {args.workers}\n"
         )
     print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
     with ProcessPoolExecutor(args.workers) as pool, tqdm(total=len(todo), desc=args.preset) as bar:
