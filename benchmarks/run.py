@@ -56,13 +56,22 @@ class Preset:
         """The preset's algorithms, then one ``polygrad[<label>]`` per variant."""
         return self.algos + tuple(f"polygrad[{label}]" for label in self.variants)
 
-    def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
-        """The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides."""
-        base, _, label = algo.partition("[")
-        label = label.removesuffix("]")
+    def variant_overrides(self, algo: str) -> dict[str, Any]:
+        """The overrides of ``algo``'s variant (none for a plain algorithm); a ValueError for a label the preset lacks."""
+        _, label = split_variant(algo)
         if label and label not in self.variants:
             raise ValueError(f"{algo}: the preset has no variant {label!r} (it has {sorted(self.variants)})")
-        return {**zoo_hyperparams(base, env_id), **self.hyperparam_overrides, **self.variants.get(label, {})}
+        return self.variants.get(label, {})
+
+    def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
+        """The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides."""
+        return {**zoo_hyperparams(split_variant(algo)[0], env_id), **self.hyperparam_overrides, **self.variant_overrides(algo)}
+
+
+def split_variant(algo: str) -> tuple[str, str]:
+    """``"polygrad[label]"`` -> ``("polygrad", "label")``; a plain algorithm -> ``(algo, "")``."""
+    base, _, label = algo.partition("[")
+    return base, label.removesuffix("]")
 
 
 IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
@@ -172,7 +181,7 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
     register()
     preset = PRESETS[preset_name]
     hyperparams = preset.hyperparams(algo, setting.env_id)
-    base_algo = algo.partition("[")[0]
+    base_algo = split_variant(algo)[0]
     rows: list[dict[str, Any]] = []
 
     class TimedEval(BaseCallback):
@@ -257,8 +266,10 @@ def main() -> None:
     args = parser.parse_args()
     preset = PRESETS[args.preset]
     for algo in args.algos or ():
-        if "[" in algo and algo not in preset.job_algos():  # before any job starts, not inside a worker
-            parser.error(f"{algo}: preset {args.preset} has no such variant (it has {', '.join(preset.job_algos())})")
+        try:
+            preset.variant_overrides(algo)  # an unknown variant fails here, before any job starts, not in a worker
+        except ValueError as error:
+            parser.error(str(error))
     from tqdm import tqdm
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
