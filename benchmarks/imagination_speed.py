@@ -6,11 +6,13 @@ the guided sampler: the plain eager loop (the step embedding per sample and step
 sampler and the compiled one (``compile_imagination``), side by side, with the largest difference of their samples;
 and denoiser training steps per second. Both for the paper's configuration (Hopper sizes, H = 10, N = 128, batch
 1024, residual MLP 1024 x 6, policy 256 x 256) and for the shipped CPU configuration (InvertedPendulum sizes, the CPU
-entry of ``hyperparams/polygrad.yml``). Networks are freshly initialised: speed does not depend on the weights.
+entry of ``hyperparams/polygrad.yml``). Networks are freshly initialised: speed does not depend on the weights. From
+these, the env steps per hour that imagination and world-model training allow a run at the paper's update ratios.
 
     python -m benchmarks.imagination_speed --threads 2
+    python -m benchmarks.imagination_speed --device cuda   # on a GPU, where the compiled loop replays as CUDA graphs
 
-Writes ``benchmarks/results/imagination_speed.md``.
+Writes ``benchmarks/results/imagination_speed.md`` (``imagination_speed_cuda.md`` on a GPU).
 """
 
 import argparse
@@ -33,6 +35,8 @@ from sb3_polygrad.world_model.types import WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
 RESULTS = Path(__file__).parent / "results"
+AGENT_UPDATES_PER_ENV_STEP = 0.25  # the paper's train_agent_ratio, which every zoo entry keeps (train_freq 4)
+HOPPER_SAMPLING_STEPS = 32  # the zoo's Hopper entries: 32 of the paper's 128 diffusion steps
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,17 @@ CPU = SpeedConfig(
 )
 
 
+def synchronized(fn: Callable[[], object], device: th.device) -> Callable[[], None]:
+    """``fn`` followed by a wait for the device's queued work, so that a timer around it times the work itself."""
+
+    def run() -> None:
+        fn()
+        if device.type == "cuda":
+            th.cuda.synchronize(device)
+
+    return run
+
+
 def best_time(fn: Callable[[], object], repeats: int) -> float:
     """Fastest of ``repeats`` calls after one warm-up call, in seconds."""
     fn()
@@ -74,14 +89,15 @@ def fastest(fn: Callable[[], object], calls: int) -> float:
     return min(times)
 
 
-def matmul_gflops(size: int = 2048) -> float:
-    """fp32 matmul throughput of this machine, the limit the denoiser's linear layers are compared with."""
-    a, b = th.randn(size, size), th.randn(size, size)
-    seconds = best_time(lambda: a @ b, 5)
+def matmul_gflops(device: th.device, size: int = 2048) -> float:
+    """fp32 matmul throughput of the device, the limit the denoiser's linear layers are compared with."""
+    size = size if device.type == "cpu" else 4 * size  # a GPU needs larger products to fill its units
+    a, b = th.randn(size, size, device=device), th.randn(size, size, device=device)
+    seconds = best_time(synchronized(lambda: a @ b, device), 5)
     return 2 * size**3 / seconds / 1e9
 
 
-def matmul_floor(fn: Callable[[], object], repeats: int) -> float:
+def matmul_floor(fn: Callable[[], object], repeats: int, device: th.device) -> float:
     """
     Seconds that the matrix products of one ``fn()`` call take alone: every ``addmm`` and ``mm`` the profiler records,
     re-run back to back on random operands of the same shapes (weights in ``nn.Linear``'s layout). Products of the same
@@ -90,15 +106,19 @@ def matmul_floor(fn: Callable[[], object], repeats: int) -> float:
     """
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         fn()
+
+    def randn(shape: list[int]) -> th.Tensor:
+        return th.randn(shape, device=device)
+
     operands: dict[tuple[str, str], Callable[[], th.Tensor]] = {}
     products: list[Callable[[], th.Tensor]] = []
     for event in prof.events():
         shapes = event.input_shapes
         key = (event.name, str(shapes))
         if key not in operands and event.name == "aten::addmm":
-            operands[key] = partial(th.addmm, th.randn(shapes[0]), th.randn(shapes[1]), th.randn(shapes[2][::-1]).T)
+            operands[key] = partial(th.addmm, randn(shapes[0]), randn(shapes[1]), randn(shapes[2][::-1]).T)
         elif key not in operands and event.name == "aten::mm":
-            operands[key] = partial(th.mm, th.randn(shapes[0]), th.randn(shapes[1][::-1]).T)
+            operands[key] = partial(th.mm, randn(shapes[0]), randn(shapes[1][::-1]).T)
         if key in operands:
             products.append(operands[key])
 
@@ -106,7 +126,7 @@ def matmul_floor(fn: Callable[[], object], repeats: int) -> float:
         for product in products:
             product()
 
-    return best_time(run_products, repeats)
+    return best_time(synchronized(run_products, device), repeats)
 
 
 def linear_flops(module: nn.Module, rows: int) -> float:
@@ -114,7 +134,9 @@ def linear_flops(module: nn.Module, rows: int) -> float:
     return sum(2.0 * m.weight.numel() * rows for m in module.modules() if isinstance(m, nn.Linear))
 
 
-def build(config: SpeedConfig, n_sampling_steps: int | None = None) -> tuple[DiffusionWorldModel, PolyGRADPolicy]:
+def build(
+    config: SpeedConfig, n_sampling_steps: int | None = None, device: th.device | str = "cpu"
+) -> tuple[DiffusionWorldModel, PolyGRADPolicy]:
     model = DiffusionWorldModel(
         config.obs_dim, config.action_dim, config.horizon, n_diffusion_steps=config.n_diffusion_steps,
         n_sampling_steps=n_sampling_steps or config.n_sampling_steps,
@@ -124,7 +146,7 @@ def build(config: SpeedConfig, n_sampling_steps: int | None = None) -> tuple[Dif
         spaces.Box(-10, 10, (config.obs_dim,)), spaces.Box(-1, 1, (config.action_dim,)), lambda _: 3e-4,
         net_arch=list(config.policy_arch),
     )  # fmt: skip
-    return model, policy
+    return model.to(device), policy.to(device)
 
 
 class PerSampleStepEmbedding(Denoiser):
@@ -147,38 +169,42 @@ class PerSampleStepEmbedding(Denoiser):
         return self.inner(x_t, actions, time_embedding.reshape(-1).expand(x_t.shape[0]))
 
 
-def imagination_rows(config: SpeedConfig, peak: float, repeats: int) -> list[str]:
+def imagination_rows(config: SpeedConfig, peak: float, repeats: int, device: th.device) -> tuple[list[str], float]:
     """The plain loop, the eager sampler and the compiled one (``compile_imagination``), timed in alternating rounds so
-    that a change in the machine's load touches all alike, and their samples compared from the same random numbers."""
-    eager, policy = build(config)
+    that a change in the machine's load touches all alike, and their samples compared from the same random numbers.
+    Returns the table rows and the fastest path's seconds per imagination."""
+    eager, policy = build(config, device=device)
     plain = copy.deepcopy(eager)
     plain.ema_denoiser = PerSampleStepEmbedding(plain.ema_denoiser)
     fast = copy.deepcopy(eager)
     fast.sampler.compile = True
     models = {"plain eager": plain, "eager": eager, "compiled": fast}
-    obs0 = th.randn(config.imagination_batch, config.obs_dim)
+    obs0 = th.randn(config.imagination_batch, config.obs_dim, device=device)
+
+    def call(model: DiffusionWorldModel) -> Callable[[], None]:
+        return synchronized(partial(model.imagine, obs0, policy, 0.01), device)
+
     tic = time.perf_counter()
-    fast.imagine(obs0, policy, 0.01)
+    call(fast)()
     compile_seconds = time.perf_counter() - tic
     for model in models.values():
         model.imagine(obs0, policy, 0.01)  # warm-up
     # This 2-core machine is shared, and its speed moves by 10-20% over seconds: short rounds (about 0.1 s, one call at
     # the paper's size), many of them, alternating between the paths, so that each path's fastest round is one where the
     # machine was quiet, and a slow spell touches every path alike.
-    call_seconds = best_time(partial(eager.imagine, obs0, policy, 0.01), 1)
+    call_seconds = best_time(call(eager), 1)
     calls = max(1, round(0.1 / call_seconds))
     seconds = dict.fromkeys(models, float("inf"))
     for _ in range(repeats * max(1, min(8, round(0.8 / call_seconds)))):
         for path, model in models.items():
-            seconds[path] = min(seconds[path], fastest(partial(model.imagine, obs0, policy, 0.01), calls))
-    floors = {
-        path: matmul_floor(partial(models[path].imagine, obs0, policy, 0.01), 4 * calls) for path in ("plain eager", "eager")
-    }
-    # The compiled loop runs the eager sampler's matrix products (it fuses the work around them), and on CPU its C++
-    # wrapper calls them where the profiler does not see them.
+            seconds[path] = min(seconds[path], fastest(call(model), calls))
+    floors = {path: matmul_floor(call(models[path]), 4 * calls, device) for path in ("plain eager", "eager")}
+    # The compiled loop runs the eager sampler's matrix products (it fuses the work around them), and its C++ wrapper
+    # on CPU or its CUDA graphs call them where the profiler does not see them.
     floors["compiled"] = floors["eager"]
     samples = {
-        path: model.imagine(obs0, policy, 0.01, generator=th.Generator().manual_seed(0)) for path, model in models.items()
+        path: model.imagine(obs0, policy, 0.01, generator=th.Generator(device).manual_seed(0))
+        for path, model in models.items()
     }
     reference = samples["plain eager"]
 
@@ -200,17 +226,27 @@ def imagination_rows(config: SpeedConfig, peak: float, repeats: int) -> list[str
             f"{floors[path]:.4f} ({100 * floors[path] / secs:.0f}%) | {gflops:.1f} ({100 * gflops / peak:.0f}%) | "
             f"{100 * denoiser_flops / (denoiser_flops + policy_flops):.0f}% | {diff} |"
         )
-    return rows
+    return rows, min(seconds.values())
 
 
-def training_row(config: SpeedConfig, peak: float, repeats: int) -> str:
-    """Denoiser training steps per second (forward, backward, Adam) on random windows."""
-    model, _ = build(config)
+def strided_imagination_seconds(config: SpeedConfig, n_sampling_steps: int, repeats: int, device: th.device) -> float:
+    """Seconds per imagination of the faster of the eager and compiled samplers with ``n_sampling_steps`` strided
+    steps (fastest call after a warm-up)."""
+    eager, policy = build(config, n_sampling_steps, device)
+    fast = copy.deepcopy(eager)
+    fast.sampler.compile = True
+    obs0 = th.randn(config.imagination_batch, config.obs_dim, device=device)
+    return min(best_time(synchronized(partial(model.imagine, obs0, policy, 0.01), device), repeats) for model in (eager, fast))
+
+
+def training_row(config: SpeedConfig, peak: float, repeats: int, device: th.device) -> tuple[str, float]:
+    """Denoiser training steps per second (forward, backward, Adam) on random windows; the row and seconds per step."""
+    model, _ = build(config, device=device)
     batch = WindowSamples(
-        th.randn(config.train_batch, config.horizon, config.obs_dim),
-        th.randn(config.train_batch, config.horizon, config.action_dim),
-        th.randn(config.train_batch, config.horizon),
-        th.zeros(config.train_batch, config.horizon),
+        th.randn(config.train_batch, config.horizon, config.obs_dim, device=device),
+        th.randn(config.train_batch, config.horizon, config.action_dim, device=device),
+        th.randn(config.train_batch, config.horizon, device=device),
+        th.zeros(config.train_batch, config.horizon, device=device),
     )
     optimizer = th.optim.Adam(model.denoiser.parameters(), lr=3e-4)
 
@@ -220,61 +256,92 @@ def training_row(config: SpeedConfig, peak: float, repeats: int) -> str:
         loss.backward()
         optimizer.step()
 
-    seconds = best_time(train_step, repeats)
+    seconds = best_time(synchronized(train_step, device), repeats)
     gflops = 3 * linear_flops(model.denoiser, config.train_batch) / seconds / 1e9  # forward + two backward matmuls
-    return f"| {config.name} | {1 / seconds:,.1f} | {gflops:.1f} ({100 * gflops / peak:.0f}%) |"
+    return f"| {config.name} | {1 / seconds:,.1f} | {gflops:.1f} ({100 * gflops / peak:.0f}%) |", seconds
+
+
+def env_steps_row(name: str, imagination_seconds: float, train_seconds: float) -> str:
+    """Env steps per hour that imagination and world-model training allow at the paper's ratios: one imagination
+    every 4 env steps (``train_agent_ratio`` 0.25) and one denoiser update per env step."""
+    per_step = AGENT_UPDATES_PER_ENV_STEP * imagination_seconds + train_seconds
+    return f"| {name} | {imagination_seconds:.4f} | {train_seconds:.4f} | {per_step:.4f} | {3600 / per_step:,.0f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=th.get_num_threads())
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU the compiled loop runs as CUDA graphs)")
     args = parser.parse_args()
+    device = th.device(args.device)
     th.set_num_threads(args.threads)
     th.manual_seed(0)
-    peak = matmul_gflops()
+    peak = matmul_gflops(device)
+    size = 2048 if device.type == "cpu" else 8192
+    machine = platform.processor() or platform.machine()
+    if device.type == "cuda":
+        machine = f"{th.cuda.get_device_name(device)} (host {machine})"
+    command = "python -m benchmarks.imagination_speed" + (f" --device {args.device}" if device.type != "cpu" else "")
     lines = [
         "# Imagination and training speed",
         "",
-        f"Command: `python -m benchmarks.imagination_speed --threads {args.threads}`. "
-        f"Machine: {platform.processor() or platform.machine()}, torch {th.__version__}, {args.threads} thread(s), "
-        f"fp32, CPU. Imagination: fastest call after a warm-up, over {args.repeats} x 8 rounds of about 0.1 s per path "
+        f"Command: `{command} --threads {args.threads}`. "
+        f"Machine: {machine}, torch {th.__version__}, {args.threads} thread(s), fp32, {device.type.upper()}. "
+        f"Imagination: fastest call after a warm-up, over {args.repeats} x 8 rounds of about 0.1 s per path "
         f"({args.repeats} rounds of one call at the paper's size), the paths alternating round by round.",
         "",
-        f"Measured fp32 matmul throughput (2048 x 2048): **{peak:.1f} GFLOP/s**; shares below are of this figure.",
+        f"Measured fp32 matmul throughput ({size} x {size}): **{peak:.1f} GFLOP/s**; shares below are of this figure.",
         "",
         "Imagination: the plain eager loop (the diffusion-step embedding computed per sample at every step, as in the "
         "reference), the eager sampler (what the denoiser needs of each step computed once per imagination, the input "
         "projection folded into the input layer, the policy evaluated once at the start states) and the compiled one "
-        "(`compile_imagination=True`). The matmul floor is the time of the path's own matrix products (every `addmm` "
-        "and `mm` the profiler records in one imagination; the compiled path runs the eager sampler's) run back to back "
-        "with nothing else, and its share of the path's time: how close the path runs to the limit at its own shapes. "
-        "Denoiser FLOPs count the per-sample layers of the network as trained (not the step embedding): the work one "
-        "step stands for. The last column is the largest absolute difference of the imagined states / actions from the "
-        "plain loop's, same random numbers. The first compiled call's time depends on whether inductor's on-disk cache "
-        "already holds the code (about 40 s at the CPU configuration and 95 s at the paper's when it does not, on this "
-        "machine):",
+        "(`compile_imagination=True`; CUDA graphs on a GPU). The matmul floor is the time of the path's own matrix "
+        "products (every `addmm` and `mm` the profiler records in one imagination; the compiled path runs the eager "
+        "sampler's) run back to back with nothing else, and its share of the path's time: how close the path runs to "
+        "the limit at its own shapes. Denoiser FLOPs count the per-sample layers of the network as trained (not the "
+        "step embedding): the work one step stands for. The last column is the largest absolute difference of the "
+        "imagined states / actions from the plain loop's, same random numbers. The first compiled call's time depends "
+        "on whether inductor's on-disk cache already holds the code (on the 2-core CPU of the committed results, about "
+        "40 s at the CPU configuration and 95 s at the paper's when it does not):",
         "",
         "| configuration | path | s per imagination | imagined transitions / s | speed-up | matmul floor, s (share of "
         "the path's time) | denoiser GFLOP/s (share of matmul) | denoiser share of imagination FLOPs | max abs "
         "difference, states / actions |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    imagination_seconds = {}
     for config in (CPU, PAPER):
-        lines += imagination_rows(config, peak, args.repeats)
+        rows, imagination_seconds[config] = imagination_rows(config, peak, args.repeats, device)
+        lines += rows
+    training = {config: training_row(config, peak, args.repeats, device) for config in (CPU, PAPER)}
+    strided = strided_imagination_seconds(PAPER, HOPPER_SAMPLING_STEPS, args.repeats, device)
     lines += [
         "",
         "Denoiser training (forward, backward and Adam step, batch 256):",
         "",
         "| configuration | train steps / s | GFLOP/s (share of matmul) |",
         "|---|---:|---:|",
-        *[training_row(config, peak, args.repeats) for config in (CPU, PAPER)],
+        *[row for row, _ in training.values()],
+        "",
+        "What these allow a run: seconds per env step at the paper's update ratios (one imagination every 4 env steps, "
+        "one denoiser update per env step) with the fastest imagination path, and the env steps per hour they leave. "
+        "The simulator, the actor-critic update and data sampling come on top, so these are upper bounds. The last row "
+        f"is the zoo's Hopper entry, which samples {HOPPER_SAMPLING_STEPS} of the 128 diffusion steps (its imagination "
+        "timed here, fastest of the eager and compiled samplers):",
+        "",
+        "| configuration | s per imagination | s per denoiser update | s per env step | env steps / hour |",
+        "|---|---:|---:|---:|---:|",
+        env_steps_row(CPU.name, imagination_seconds[CPU], training[CPU][1]),
+        env_steps_row(PAPER.name, imagination_seconds[PAPER], training[PAPER][1]),
+        env_steps_row(f"zoo Hopper entry (as the paper's, {HOPPER_SAMPLING_STEPS} of 128 steps)", strided, training[PAPER][1]),
         "",
         "Fewer denoising steps: `python -m benchmarks.strided_sampling` (results/strided_sampling.md) measures their "
         "cost together with their world-model error.",
     ]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "imagination_speed.md").write_text("\n".join(lines) + "\n")
+    out = RESULTS / ("imagination_speed.md" if device.type == "cpu" else f"imagination_speed_{device.type}.md")
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

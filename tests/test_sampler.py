@@ -200,6 +200,32 @@ def test_compiled_sampler_gives_the_eager_samples(predict_epsilon):
     assert compiled._compiled_block is not None  # the compiled loop did run
 
 
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+def test_compiled_sampler_on_cuda_gives_the_eager_samples_and_keeps_earlier_ones():
+    # On CUDA the compiled blocks replay as CUDA graphs, whose outputs are overwritten by their next replay: every
+    # result must equal the eager loop's after the later imaginations have run (the first call is a warm-up, the
+    # second records the graphs, the third replays them).
+    device = th.device("cuda")
+    denoiser, eager, normalizer = make("grad", n_steps=5, state_change_clip_steps=2)
+    compiled = PolicyGuidedSampler(eager.schedule, state_change_clip_steps=2, compile=True)
+    compiled.compiled_block_steps = 3
+    denoiser, normalizer = denoiser.to(device), normalizer.to(device)
+    eager.schedule.to(device)
+    normalizer.update(th.randn(64, H, OBS_DIM) * 2 + 1, th.randn(64, H, ACT_DIM), th.randn(64, H), th.zeros(64, H))
+    policy = FixedGaussianPolicy()
+    policy.weight = policy.weight.to(device)
+
+    def sample(sampler: PolicyGuidedSampler, seed: int) -> tuple[th.Tensor, th.Tensor]:
+        obs0 = th.randn(32, OBS_DIM, device=device, generator=th.Generator(device).manual_seed(seed + 100))
+        gen = th.Generator(device).manual_seed(seed)
+        return sampler.sample(denoiser, normalizer, obs0, H, policy=policy, guidance_scale=0.05, generator=gen)
+
+    results = [sample(compiled, seed) for seed in range(3)]
+    for seed, (x, actions) in enumerate(results):
+        expected_x, expected_actions = sample(eager, seed)
+        assert th.allclose(x, expected_x, atol=1e-4) and th.allclose(actions, expected_actions, atol=1e-4)
+
+
 def test_compiled_sampler_can_be_copied():
     _, sampler, _ = make("grad", compile=True)
     assert copy.deepcopy(sampler)._compiled_block is None and pickle.loads(pickle.dumps(sampler)).compile

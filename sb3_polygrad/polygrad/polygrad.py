@@ -76,8 +76,9 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param states_for_guidance: condition the policy on ``"recon"`` (predicted clean) or ``"posterior_mean"`` states
     :param update_states: also guide the predicted states toward higher ``log pi`` (ablation)
     :param action_guidance_noise_scale: scale of the noise added to the actions at each guidance step
-    :param compile_imagination: run the guided sampler's denoising loop through ``torch.compile`` (same samples to float
-        rounding; ``benchmarks/imagination_speed.py`` measures the gain; the first imagination pays the compilation)
+    :param compile_imagination: run the guided sampler's denoising loop through ``torch.compile``, as CUDA graphs on a
+        GPU (same samples to float rounding; ``benchmarks/imagination_speed.py`` measures the gain; the first
+        imagination pays the compilation)
     :param target_policy_update: target mean ``|delta log pi|`` of one actor step
     :param adaptive_actor_lr: adapt the actor's learning rate toward ``target_policy_update``
     :param actor_lr_learning_rate: Adam rate of the adaptive actor learning rate (on its log)

@@ -116,8 +116,9 @@ class PolicyGuidedSampler:
     :param action_guidance_noise_scale: multiplier of the posterior std added to the actions after each guidance step
     :param compile: run the guided denoising loop through ``torch.compile``, ``compiled_block_steps`` steps per compiled
         call (fuses the elementwise work around the networks' matrix products and removes per-step call overhead; the
-        first imagination pays the compilation, tens of seconds on a CPU). The samples equal the eager loop's to float
-        rounding, drawn from the same random numbers
+        first imagination pays the compilation, tens of seconds on a CPU); on CUDA the blocks replay as CUDA graphs.
+        The samples equal the eager loop's to float rounding, drawn from the same random numbers. This project has had
+        no GPU to measure the CUDA path on (its test runs where CUDA is present)
     """
 
     # Steps per compiled call: longer blocks cut per-call overhead, at the price of a longer first compilation (about
@@ -211,7 +212,12 @@ class PolicyGuidedSampler:
         # Compiled only for guided imagination, the hot path. Steps run in blocks of up to `compiled_block_steps`: one
         # compiled call per block removes the per-call overhead of small steps, and since every per-step number enters
         # as a tensor, blocks of the same length and clip pattern share one compiled graph.
-        run_block = self._run_block if policy is None or not self.compile else self._compiled(device)
+        compiled = policy is not None and self.compile
+        run_block = self._compiled(device) if compiled else self._run_block
+        graphs = compiled and device.type == "cuda"
+        if graphs:
+            # A new round of CUDA-graph replays begins: the graphs may now reuse the memory of their last outputs.
+            th.compiler.cudagraph_mark_step_begin()
         sampling_t = self.schedule.sampling_t
         clips = [self.state_change_clip is not None and t < self.state_change_clip_steps for t in sampling_t]
         for start in range(0, len(sampling_t), self.compiled_block_steps):
@@ -236,14 +242,20 @@ class PolicyGuidedSampler:
                 tuple(clips[start:stop]),
                 final,
             )
-        return x, actions
+        # A CUDA graph's outputs live in memory that its next replay overwrites: the caller gets its own copy.
+        return (x.clone(), actions.clone()) if graphs else (x, actions)
 
     def _compiled(self, device: th.device) -> Callable[..., tuple[th.Tensor, th.Tensor]]:
         if self._compiled_block is None:
             # Shapes are fixed within a run (the imagination batch), so static shapes: no dynamic-shape guards. On CPU,
             # inductor's wrapper around its kernels in C++ rather than Python: 3-4% faster imagination at the CPU
-            # configuration and no longer to compile (benchmarks/imagination_speed.py); unmeasured on CUDA, so not there.
-            options: dict[str, str | int | bool | Callable[..., Any]] = {"cpp_wrapper": device.type == "cpu"}
+            # configuration and no longer to compile (benchmarks/imagination_speed.py). On CUDA, CUDA graphs (what
+            # mode="reduce-overhead" turns on): a block of steps replays as one launch, where eagerly each step
+            # launches dozens of small kernels and the GPU waits on the launches.
+            options: dict[str, str | int | bool | Callable[..., Any]] = {
+                "cpp_wrapper": device.type == "cpu",
+                "triton.cudagraphs": device.type == "cuda",
+            }
             self._compiled_block = th.compile(self._run_block, dynamic=False, options=options)
         return self._compiled_block
 
