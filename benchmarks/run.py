@@ -106,6 +106,9 @@ PRESETS = {
     # (imagination="sequential", 8 sampling steps to halve its H - 1 passes' cost): what the same kind of world model
     # gives when every imagined action is a policy sample at the state it is taken in. A diagnostic, not PolyGRAD.
     "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
+    # ip-sequential at horizon 5: 4 sequential passes instead of 9, to see whether sequential sampling fits the README's
+    # 15-minute budget and still learns. A diagnostic, not PolyGRAD.
+    "ip-sequential-h5": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8, horizon=5),
     # Single changes to the quick preset's PolyGRAD on InvertedPendulum, one seed each (the shipped entry beside them):
     # a screen for the 950 target. Further seeds of a variant: --algos 'polygrad[<label>]' --seeds 1 2.
     "ip-screen": Preset(
