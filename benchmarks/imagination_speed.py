@@ -169,21 +169,30 @@ class PerSampleStepEmbedding(Denoiser):
         return self.inner(x_t, actions, time_embedding.reshape(-1).expand(x_t.shape[0]))
 
 
+def samplers(
+    config: SpeedConfig, device: th.device, n_sampling_steps: int | None = None
+) -> tuple[DiffusionWorldModel, DiffusionWorldModel, PolyGRADPolicy, th.Tensor]:
+    """The eager sampler's world model, a copy that compiles its loop, their policy and a batch of start states."""
+    eager, policy = build(config, n_sampling_steps, device)
+    fast = copy.deepcopy(eager)
+    fast.sampler.compile = True
+    return eager, fast, policy, th.randn(config.imagination_batch, config.obs_dim, device=device)
+
+
+def imagine_call(model: DiffusionWorldModel, obs0: th.Tensor, policy: PolyGRADPolicy, device: th.device) -> Callable[[], None]:
+    """One imagination from ``obs0`` at a fixed guidance scale, waited for, ready to time."""
+    return synchronized(partial(model.imagine, obs0, policy, 0.01), device)
+
+
 def imagination_rows(config: SpeedConfig, peak: float, repeats: int, device: th.device) -> tuple[list[str], float]:
     """The plain loop, the eager sampler and the compiled one (``compile_imagination``), timed in alternating rounds so
     that a change in the machine's load touches all alike, and their samples compared from the same random numbers.
     Returns the table rows and the fastest path's seconds per imagination."""
-    eager, policy = build(config, device=device)
+    eager, fast, policy, obs0 = samplers(config, device)
     plain = copy.deepcopy(eager)
     plain.ema_denoiser = PerSampleStepEmbedding(plain.ema_denoiser)
-    fast = copy.deepcopy(eager)
-    fast.sampler.compile = True
     models = {"plain eager": plain, "eager": eager, "compiled": fast}
-    obs0 = th.randn(config.imagination_batch, config.obs_dim, device=device)
-
-    def call(model: DiffusionWorldModel) -> Callable[[], None]:
-        return synchronized(partial(model.imagine, obs0, policy, 0.01), device)
-
+    call = partial(imagine_call, obs0=obs0, policy=policy, device=device)
     tic = time.perf_counter()
     call(fast)()
     compile_seconds = time.perf_counter() - tic
@@ -232,11 +241,8 @@ def imagination_rows(config: SpeedConfig, peak: float, repeats: int, device: th.
 def strided_imagination_seconds(config: SpeedConfig, n_sampling_steps: int, repeats: int, device: th.device) -> float:
     """Seconds per imagination of the faster of the eager and compiled samplers with ``n_sampling_steps`` strided
     steps (fastest call after a warm-up)."""
-    eager, policy = build(config, n_sampling_steps, device)
-    fast = copy.deepcopy(eager)
-    fast.sampler.compile = True
-    obs0 = th.randn(config.imagination_batch, config.obs_dim, device=device)
-    return min(best_time(synchronized(partial(model.imagine, obs0, policy, 0.01), device), repeats) for model in (eager, fast))
+    eager, fast, policy, obs0 = samplers(config, device, n_sampling_steps)
+    return min(best_time(imagine_call(model, obs0, policy, device), repeats) for model in (eager, fast))
 
 
 def training_row(config: SpeedConfig, peak: float, repeats: int, device: th.device) -> tuple[str, float]:
