@@ -127,6 +127,19 @@ PRESETS = {
             "no-state-clip": dict(state_change_clip=None),
         },
     ),
+    # Closed-loop imagination (this package's extension) on the quick preset's InvertedPendulum setting: the causal world
+    # model trained with a noise level per row, sampled in one staggered pass whose actions are the policy's samples.
+    # Variants: how far each row lags the one before it (imagination_row_lag, in denoising iterations).
+    "ip-closed-loop": Preset(
+        envs=(IP_20K,),
+        algos=(),
+        hyperparam_overrides=dict(imagination="closed_loop", denoiser="causal_mlp"),
+        variants={
+            "lag0": dict(imagination_row_lag=0.0),
+            "lag1": dict(imagination_row_lag=1.0),
+            "lag2": dict(imagination_row_lag=2.0),
+        },
+    ),
     "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
     "paper": Preset(
         envs=(

@@ -110,13 +110,19 @@ def test_denoiser_transformer_and_ablations_run(tiny_kwargs):
         PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **{**tiny_kwargs, **ablation}).learn(150)
 
 
+def record_imagination(model: PolyGRAD) -> list:
+    """Keep every trajectory the model's imagination method hands to the learner."""
+    rollouts: list = []
+    imagine = model.imaginer.imagine
+    model.imaginer.imagine = lambda start, generator=None: rollouts.append(imagine(start, generator)) or rollouts[-1]  # type: ignore[method-assign]
+    return rollouts
+
+
 def test_simulator_imagination_trains_on_the_simulators_rollouts(tiny_kwargs):
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination="simulator", seed=0, **tiny_kwargs)
-    rollouts = []
-    imagine = model._imagine
-    model._imagine = lambda: rollouts.append(imagine()) or rollouts[-1]  # type: ignore[method-assign]
+    rollouts = record_imagination(model)
     model.learn(200)
-    assert model._n_updates > 0 and len(model._rollout_envs) == tiny_kwargs["imagination_batch_size"]
+    assert model._n_updates > 0 and len(model.imaginer._envs) == tiny_kwargs["imagination_batch_size"]
     # the policy learned from the simulator's own states: every step obeys InvertedPendulum's termination rule
     traj = rollouts[-1]
     angle_out = traj.observations[:, 1:, 1].abs() > 0.2
@@ -127,9 +133,7 @@ def test_simulator_imagination_trains_on_the_simulators_rollouts(tiny_kwargs):
 def test_sequential_imagination_trains_on_on_policy_samples(tiny_kwargs):
     model = PolyGRAD("MlpPolicy", "Pendulum-v1", imagination="sequential", denoiser="causal_mlp", seed=0, **tiny_kwargs)
     log_guidance_scale = model.log_guidance_scale.clone()
-    rollouts = []
-    imagine = model._imagine
-    model._imagine = lambda: rollouts.append(imagine()) or rollouts[-1]  # type: ignore[method-assign]
+    rollouts = record_imagination(model)
     model.learn(200)
     assert model._n_updates > 0
     # every imagined action the learner uses is a policy sample at the imagined state it is taken in

@@ -2,7 +2,7 @@
 
 import math
 import warnings
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -17,15 +17,23 @@ from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
-from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
+from sb3_polygrad.common.simulator import open_loop_errors
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
+from sb3_polygrad.polygrad.imagination import (
+    IMAGINATIONS,
+    ClosedLoopImagination,
+    GuidedImagination,
+    Imagination,
+    ImaginationName,
+    SequentialImagination,
+    SimulatorImagination,
+)
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DENOISERS, DenoiserName, DiffusionWorldModel
 
 SelfPolyGRAD = TypeVar("SelfPolyGRAD", bound="PolyGRAD")
-Imagination = Literal["world_model", "simulator", "sequential"]
 
 
 class PolyGRAD(OffPolicyAlgorithm):
@@ -89,14 +97,17 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param censored_log_prob: in the actor's loss, score an imagined action past the action bounds by the probability
         of being clipped there, as the env clips it, instead of by the Gaussian density (the paper uses the density,
         under which actions past the bound keep pushing the tanh mean into saturation)
-    :param imagination: ``"world_model"`` (PolyGRAD) or ``"simulator"``: a diagnostic that replaces imagination by
-        rollouts of the policy in the simulator itself from the same recorded start states (a perfect world model; the
-        world model still trains and is evaluated). It separates what the learner can do from what the world model
-        costs; needs a MuJoCo env built from a registered id. Or ``"sequential"``: a diagnostic that samples the world
-        model one step after another, each action a policy sample at the imagined state it is taken in (not in the
-        paper; ``DiffusionWorldModel.imagine_sequential``, H - 1 times the cost of guided imagination). It separates
-        what the world model knows from what PolyGRAD's joint, guided sampling makes of it; needs
-        ``denoiser="causal_mlp"``
+    :param imagination: where the actor-critic's trajectories come from (``polygrad/imagination.py``):
+        ``"guided"``, the paper's policy-guided sampler; ``"closed_loop"``, this package's extension: one staggered
+        diffusion pass of a causal world model in which every action is the policy's own sample at the state it is taken
+        in, so the trajectories follow both the world model's dynamics and the policy (needs ``denoiser="causal_mlp"``;
+        the world model then trains with ``per_row_noise=True``; costs ``round(imagination_row_lag * (H - 1))`` more
+        denoiser calls than guided sampling); ``"sequential"``, a diagnostic that samples the causal world model one
+        step after another (H - 1 sampler passes); ``"simulator"``, a diagnostic that rolls the policy out in the
+        simulator itself from the same recorded start states (a perfect world model; the world model still trains and
+        is evaluated; needs a MuJoCo env built from a registered id)
+    :param imagination_row_lag: with ``imagination="closed_loop"``, the denoising iterations by which each imagined
+        step lags the step before it (0: all steps denoised together; the number of sampling steps: one after another)
     :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
         needs a MuJoCo env built from a registered id
     :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
@@ -163,7 +174,8 @@ class PolyGRAD(OffPolicyAlgorithm):
         line_search_ratio: float = 0.8,
         line_search_max_iters: int = 50,
         censored_log_prob: bool = False,
-        imagination: Imagination = "world_model",
+        imagination: ImaginationName = "guided",
+        imagination_row_lag: float = 1.0,
         world_model_eval_freq: int = 10_000,
         world_model_eval_trajectories: int = 100,
         world_model_kwargs: dict[str, Any] | None = None,
@@ -216,6 +228,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.line_search_max_iters = line_search_max_iters
         self.censored_log_prob = censored_log_prob
         self.imagination = imagination
+        self.imagination_row_lag = imagination_row_lag
         self.agent_gradient_steps = agent_gradient_steps
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
@@ -262,13 +275,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             self._check_spaces(self.observation_space, self.action_space)
             if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
-        if self.imagination not in ("world_model", "simulator", "sequential"):
-            raise ValueError(f"imagination must be 'world_model', 'simulator' or 'sequential', got {self.imagination!r}")
-        sequential_capable = self.denoiser in DENOISERS and DENOISERS[self.denoiser].causal_states
-        if self.imagination == "sequential" and not sequential_capable:
-            raise ValueError("imagination='sequential' samples states from past actions only: it needs denoiser='causal_mlp'")
-        if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
-            raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
+        self._check_imagination()
         if self.horizon < 2:
             raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {self.horizon}")
         positive = {
@@ -296,6 +303,22 @@ class PolyGRAD(OffPolicyAlgorithm):
         if self.imagination_batch_size < 64:
             warnings.warn(f"imagination_batch_size={self.imagination_batch_size} makes noisy actor-critic steps")
 
+    def _check_imagination(self) -> None:
+        """Reject an imagination method that the world model or the env cannot run."""
+        if self.imagination not in IMAGINATIONS:
+            raise ValueError(f"imagination must be one of {IMAGINATIONS}, got {self.imagination!r}")
+        causal = self.denoiser in DENOISERS and DENOISERS[self.denoiser].causal_states
+        if self.imagination in ("sequential", "closed_loop") and not causal:
+            raise ValueError(
+                f"imagination={self.imagination!r} samples states from past actions only: it needs denoiser='causal_mlp'"
+            )
+        if self.imagination == "closed_loop" and self.world_model_kwargs.get("per_row_noise") is False:
+            raise ValueError("imagination='closed_loop' denoises rows at different noise levels: it needs per_row_noise")
+        if self.imagination_row_lag < 0:
+            raise ValueError(f"imagination_row_lag must be >= 0, got {self.imagination_row_lag}")
+        if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
+            raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
+
     def _setup_model(self) -> None:
         if self.replay_buffer_class is None:
             self.replay_buffer_class = PolyGRADReplayBuffer
@@ -322,16 +345,42 @@ class PolyGRAD(OffPolicyAlgorithm):
                 action_guidance_noise_scale=self.action_guidance_noise_scale,
                 compile=self.compile_imagination,
             ),
-            **self.world_model_kwargs,
+            **{"per_row_noise": self.imagination == "closed_loop", **self.world_model_kwargs},
         ).to(self.device)
         self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
         self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
         self.learner = ImaginedActorCritic(self.policy)
+        self.imaginer = self._make_imagination()
         self._open_loop_env: gym.Env | None = None
-        self._rollout_envs: list[gym.Env] = []
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
+
+    def _make_imagination(self) -> Imagination:
+        """The imagination method named by ``imagination`` (``polygrad/imagination.py``)."""
+        wm, policy = self.world_model, self.policy
+        guided = GuidedImagination(
+            wm,
+            policy,
+            self.log_guidance_scale,
+            self.tune_guidance and self.guidance_type == "grad",
+            self.guidance_learning_rate,
+        )
+        if self.imagination == "guided":
+            return guided
+        closed_loop = ClosedLoopImagination(wm, policy, self.imagination_row_lag) if wm.per_row_noise else None
+        if self.imagination == "closed_loop":
+            assert closed_loop is not None
+            return closed_loop
+        if self.imagination == "sequential":
+            return SequentialImagination(wm, policy)
+        return SimulatorImagination(
+            lambda n: [env for env in (self._make_open_loop_env() for _ in range(n)) if env is not None],
+            policy,
+            self.action_space.low,  # type: ignore[attr-defined]
+            self.action_space.high,  # type: ignore[attr-defined]
+            evaluated=closed_loop or guided,
+        )
 
     def _actor_critic_config(self) -> ActorCriticConfig:
         return ActorCriticConfig(
@@ -425,8 +474,9 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._train_world_model(gradient_steps, batch_size)
         if self.num_timesteps > self.learning_starts + self.world_model_warmup:
             for _ in range(self.agent_gradient_steps):
-                trajectory = self._imagine()
-                self._tune_guidance_scale(trajectory)
+                start = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon)
+                trajectory = self.imaginer.imagine(start)
+                self._record_imagination(trajectory)
                 self._train_actor_critic(trajectory)
         if self.world_model_eval_freq > 0 and self.num_timesteps - self._last_world_model_eval >= self.world_model_eval_freq:
             self._last_world_model_eval = self.num_timesteps
@@ -446,47 +496,15 @@ class PolyGRAD(OffPolicyAlgorithm):
             losses.append(loss.item())
         self.logger.record("train/world_model_loss", float(np.mean(losses)))
 
-    def _imagine(self) -> ImaginedTrajectory:
-        windows = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon)
-        obs0 = windows.observations[:, 0]
-        if self.imagination == "simulator":
-            trajectory = self._simulate(obs0, windows.sim_states)
-        elif self.imagination == "sequential":
-            trajectory = self.world_model.imagine_sequential(obs0, self.policy)
-        else:
-            trajectory = self.world_model.imagine(obs0, self.policy, self.log_guidance_scale.exp().item())
-        self.logger.record("imagination/reward_mean", trajectory.rewards[:, :-1].mean().item())
-        self.logger.record("imagination/done_rate", trajectory.dones[:, :-1].mean().item())
-        return trajectory
-
-    def _simulate(self, obs0: th.Tensor, sim_states: th.Tensor | None) -> ImaginedTrajectory:
-        """``imagination="simulator"``: the policy's own rollouts in the simulator from the recorded start states."""
-        if len(self._rollout_envs) < obs0.shape[0]:
-            envs = [self._make_open_loop_env() for _ in range(obs0.shape[0])]
-            self._rollout_envs = [env for env in envs if env is not None]
-        if sim_states is None or not self._rollout_envs:
-            raise ValueError("imagination='simulator' needs a MuJoCo env built from a registered id")
-        return simulator_rollouts(
-            self._rollout_envs,
-            self.policy.sample_actions,
-            obs0,
-            sim_states[:, 0].cpu().numpy(),
-            self.horizon,
-            self.action_space.low,  # type: ignore[attr-defined]
-            self.action_space.high,  # type: ignore[attr-defined]
-        )
-
-    def _tune_guidance_scale(self, trajectory: ImaginedTrajectory) -> None:
-        # SGD on log g with loss -log g * (std - 1): wider-than-pi imagined actions strengthen guidance (section 1.5).
+    def _record_imagination(self, trajectory: ImaginedTrajectory) -> None:
+        """Log how on-policy the imagined actions were, and let the imagination method adapt to it."""
         action_std, action_bias = standardized_action_stats(self.policy, trajectory)
-        if self.tune_guidance and self.guidance_type == "grad" and self.imagination == "world_model":
-            self.log_guidance_scale += self.guidance_learning_rate * (action_std - 1.0)
-            # The sampler caps the step at g = sigma^2, so a larger g has no effect: stop the tuner from winding up
-            # beyond it, or it takes hundreds of updates to come back once less guidance is needed.
-            self.log_guidance_scale.clamp_(max=2 * math.log(self.actor.std().max().item()))
+        for name, value in self.imaginer.adapt(action_std, action_bias).items():
+            self.logger.record(f"train/{name}", value)
         self.logger.record("train/imagined_action_std", action_std)
         self.logger.record("train/imagined_action_bias", action_bias)
-        self.logger.record("train/guidance_scale", self.log_guidance_scale.exp().item())
+        self.logger.record("imagination/reward_mean", trajectory.rewards[:, :-1].mean().item())
+        self.logger.record("imagination/done_rate", trajectory.dones[:, :-1].mean().item())
 
     def _train_actor_critic(self, trajectory: ImaginedTrajectory) -> None:
         max_lr = self.lr_schedule(self._current_progress_remaining)
@@ -532,8 +550,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         batch = self.replay_buffer.sample_windows(self.world_model_eval_trajectories, self.horizon, rng)
         assert batch.sim_states is not None
         start_sim_states = batch.sim_states[:, 0].cpu().numpy()
-        guidance_scale = self.log_guidance_scale.exp().item()
-        imagined = self.world_model.imagine(batch.observations[:, 0], self.policy, guidance_scale, generator)
+        imagined = self.imaginer.world_model_imagination().imagine(batch, generator)
         # The same start states with the recorded actions: the gap between the two errors is what guidance costs. A
         # denoiser of whole windows reads states off the actions that follow them (in the data the behaviour policy chose
         # them from those states), so guided actions can pull imagined states away from the states they lead to.
@@ -579,7 +596,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
         self._open_loop_env = None
-        self._rollout_envs = []
+        self.imaginer = self._make_imagination()
         self._last_sim_states = None
 
     def _excluded_save_params(self) -> list[str]:
@@ -590,7 +607,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             "critic_target",
             "learner",  # rebuilt by _setup_model from the attributes above
             "_open_loop_env",
-            "_rollout_envs",
+            "imaginer",  # rebuilt by _setup_model; its guidance scale is the saved log_guidance_scale
             "_last_sim_states",
         ]
 

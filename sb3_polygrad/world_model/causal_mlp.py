@@ -113,12 +113,29 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
         embed_degrees = th.arange(embed) % n_degrees
         hidden_degrees = th.arange(hidden_dim) % n_degrees
         self.proj = MaskedLinear(in_degrees, embed_degrees)
-        self.time_embedding = RandomFourierTimeEmbedding(embed)  # degree 0: every output may see the step
+        self.time_embedding = RandomFourierTimeEmbedding(embed)
+        # With one noise level per row, an embedding unit of degree k carries the level of row k (the last row's for
+        # degree H, the outcome of the last action): no output sees a later row's level, and with one level for the
+        # whole window every unit carries that level, as in the unmasked MLP.
+        self.register_buffer("embed_rows", embed_degrees.clamp(max=horizon - 1), persistent=False)
         self.input_layer = MaskedLinear(embed_degrees, hidden_degrees)
         self.blocks = nn.Sequential(*[CausalResidualBlock(hidden_degrees, n_degrees) for _ in range(num_layers)])
         self.head = nn.Sequential(
             DegreeLayerNorm(hidden_degrees, n_degrees), nn.ReLU(), MaskedLinear(hidden_degrees, transition_degrees.reshape(-1))
         )
+
+    embed_rows: th.Tensor
+    supports_per_row_noise = True
+
+    def embed_time(self, t: th.Tensor) -> th.Tensor:
+        """
+        :param t: diffusion step of each sample, shape (B,), or of each row of each sample, shape (B, H)
+        :return: embeddings, shape (B, E)
+        """
+        if t.dim() == 1:
+            return self.time_embedding(t)
+        rows = self.time_embedding(t)  # (B, H, E)
+        return rows.gather(1, self.embed_rows.expand(rows.shape[0], 1, -1)).squeeze(1)
 
     def input_weights(self) -> tuple[th.Tensor, th.Tensor]:
         # Masked: their product, the folded layer of sampling, keeps the causal structure (a product of

@@ -25,6 +25,9 @@ class Denoiser(nn.Module):
     # The state of row k depends only on the noisy states of rows <= k and on the actions of rows < k, so that
     # `DiffusionWorldModel.imagine_sequential` reaches its fixed point in H - 1 passes.
     causal_states: bool = False
+    # `embed_time` also takes one diffusion step per row, shape (B, H): the denoiser can be trained and sampled with an
+    # independent noise level per time step (`DiffusionWorldModel(per_row_noise=True)`, closed-loop imagination).
+    supports_per_row_noise: bool = False
 
     def __init__(self, transition_dim: int, action_dim: int, horizon: int) -> None:
         super().__init__()

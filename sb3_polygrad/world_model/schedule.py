@@ -107,11 +107,11 @@ class DiffusionSchedule(nn.Module):
         Noise clean samples to diffusion step ``t``: ``x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise``.
 
         :param x0: clean samples, shape (B, ...)
-        :param t: training step index of each sample, shape (B,)
+        :param t: training step index of each sample, shape (B,), or of each row of each sample, shape (B, H)
         :param noise: standard Gaussian noise, shape of ``x0``
         :return: noised samples, shape of ``x0``
         """
-        shape = (-1,) + (1,) * (x0.dim() - 1)
+        shape = (*t.shape, *(1,) * (x0.dim() - t.dim()))
         return self.sqrt_alphas_cumprod[t].view(shape) * x0 + self.sqrt_one_minus_alphas_cumprod[t].view(shape) * noise
 
     @staticmethod

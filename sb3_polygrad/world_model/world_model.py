@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser
+from sb3_polygrad.world_model.closed_loop_sampler import ClosedLoopSampler
 from sb3_polygrad.world_model.denoisers import Denoiser, ResidualMLPDenoiser, TransformerDenoiser
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.sampler import GuidancePolicy, PolicyGuidedSampler, inpaint
@@ -48,6 +49,10 @@ class DiffusionWorldModel(nn.Module):
     :param noise_schedule_tau: temperature of the cosine schedule (paper: 1.0; 0.1 for Hopper)
     :param n_sampling_steps: steps the sampler takes, strided over N (``None``: all N)
     :param predict_epsilon: train the denoiser to predict the noise instead of the clean window (paper: ``False``)
+    :param per_row_noise: train with an independent noise level for each row of the window (Diffusion Forcing, Chen et
+        al. 2024, arXiv 2407.01392) instead of one level for the whole window (the paper's), so that the denoiser can
+        also be sampled with rows at different noise levels, as closed-loop imagination does; needs ``causal_mlp``
+        (this package's extension, not in the paper)
     :param action_condition_noise_scale: noise added to the denoiser's action input in training (paper: 0)
     :param ema_decay: decay of the denoiser EMA used for imagination (paper: 0.99)
     :param ema_update_every: optimiser steps between EMA updates (paper: 10)
@@ -68,6 +73,7 @@ class DiffusionWorldModel(nn.Module):
         noise_schedule_tau: float = 1.0,
         n_sampling_steps: int | None = None,
         predict_epsilon: bool = False,
+        per_row_noise: bool = False,
         action_condition_noise_scale: float = 0.0,
         ema_decay: float = 0.99,
         ema_update_every: int = 10,
@@ -79,10 +85,13 @@ class DiffusionWorldModel(nn.Module):
             raise ValueError(f"denoiser must be one of {tuple(DENOISERS)}, got {denoiser!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if per_row_noise and not DENOISERS[denoiser].supports_per_row_noise:
+            raise ValueError(f"per_row_noise needs a denoiser that takes a noise level per row (causal_mlp), got {denoiser!r}")
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.horizon = horizon
         self.predict_epsilon = predict_epsilon
+        self.per_row_noise = per_row_noise
         self.action_condition_noise_scale = action_condition_noise_scale
         self.ema_decay = ema_decay
         self.ema_update_every = ema_update_every
@@ -128,7 +137,8 @@ class DiffusionWorldModel(nn.Module):
         x0 = self.normalizer.pack(batch.observations, batch.rewards, batch.terminals)  # (B, H, D)
         obs0 = x0[:, 0, : self.obs_dim]
         actions = self.normalizer.actions.normalize(batch.actions)  # (B, H, A)
-        t = th.randint(0, self.schedule.n_diffusion_steps, (x0.shape[0],), device=x0.device)
+        t_shape = x0.shape[:2] if self.per_row_noise else x0.shape[:1]  # (B, H) or (B,)
+        t = th.randint(0, self.schedule.n_diffusion_steps, t_shape, device=x0.device)
         noise = th.randn_like(x0)
         x_t = inpaint(self.schedule.q_sample(x0, t, noise), obs0)
         # The network sees the clean actions scaled by sqrt(alpha_bar_t), as in sampling (plus optional noise).
@@ -202,6 +212,30 @@ class DiffusionWorldModel(nn.Module):
             self.ema_denoiser, self.normalizer, obs0_n, self.horizon, policy=policy, guidance_scale=guidance_scale,
             generator=generator,
         )  # fmt: skip
+        return self._to_trajectory(obs0, x, actions)
+
+    def imagine_closed_loop(
+        self, obs0: th.Tensor, policy: GuidancePolicy, row_lag: float = 1.0, generator: th.Generator | None = None
+    ) -> ImaginedTrajectory:
+        """
+        Closed-loop imagination (this package's extension, ``world_model/closed_loop_sampler.py``): one staggered
+        diffusion pass in which every action is the policy's own sample at the state it is taken in, and every state
+        follows from the actions before it. Needs ``causal_mlp`` trained with ``per_row_noise=True``.
+
+        :param obs0: raw start states, shape (B, O)
+        :param policy: the policy whose actions are sampled
+        :param row_lag: iterations by which each row's denoising lags the row before it
+        :param generator: random generator for reproducible samples
+        :return: imagined trajectories of length H, in raw units
+        """
+        if not self.per_row_noise:
+            raise ValueError("closed-loop imagination needs a world model trained with per_row_noise=True")
+        self._check_obs0(obs0)
+        sampler = ClosedLoopSampler(
+            self.predict_epsilon, row_lag, self.sampler.state_change_clip, self.sampler.state_change_clip_steps
+        )
+        obs0_n = self.normalizer.observations.normalize(obs0)
+        x, actions = sampler.sample(self.schedule, self.ema_denoiser, self.normalizer, obs0_n, self.horizon, policy, generator)
         return self._to_trajectory(obs0, x, actions)
 
     def imagine_sequential(
