@@ -166,6 +166,91 @@ def test_guided_sampler_is_the_loop_of_section_1_4():
     assert th.allclose(traj.actions, a, atol=1e-5)
 
 
+class StateDependentStdPolicy:
+    """mean = tanh(s W), std = 0.2 + 0.3 sigmoid(s V): a gradient in the states runs through both."""
+
+    def __init__(self) -> None:
+        gen = th.Generator().manual_seed(1)
+        self.weight = th.randn(OBS_DIM, ACT_DIM, generator=gen)
+        self.std_weight = th.randn(OBS_DIM, ACT_DIM, generator=gen)
+
+    def action_distribution_params(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        return th.tanh(observations @ self.weight), 0.2 + 0.3 * th.sigmoid(observations @ self.std_weight)
+
+
+@pytest.mark.parametrize("states_for_guidance", ["recon", "posterior_mean"])
+def test_update_states_ablation_is_the_reference_step(states_for_guidance):
+    """``update_states=True`` against the reference's guided step written out (polygrad/sampling/functions.py, with
+    ``guidance_type="grad"``): the actions are guided first, at the guidance states; then the guidance states, in
+    normalised units, take a step of g times the gradient of log pi(guided actions | unnormalise(states)), are written
+    into the predicted clean window (whichever states guided), the start state is inpainted again, and the posterior mean
+    is recomputed from that window without the late-step clip. The normaliser is not the identity, so the units show."""
+    g, n_steps, clip_steps, batch = 0.03, 6, 3, 16  # g < min sigma_pi^2 = 0.04: the guidance cap is inactive
+    denoiser, sampler, normalizer = make(
+        "grad", n_steps=n_steps, state_change_clip_steps=clip_steps, update_states=True,
+        states_for_guidance=states_for_guidance,
+    )  # fmt: skip
+    gen = th.Generator().manual_seed(5)
+    normalizer.update(
+        th.randn(256, H, OBS_DIM, generator=gen) * 2 + 1,
+        th.randn(256, H, ACT_DIM, generator=gen) * 0.5 - 0.2,
+        th.randn(256, H, generator=gen),
+        th.zeros(256, H),
+    )
+    obs_norm, act_norm = normalizer.observations, normalizer.actions
+    policy, sched = StateDependentStdPolicy(), sampler.schedule
+    obs0 = th.randn(batch, OBS_DIM, generator=gen)
+    got_x, got_a = sampler.sample(
+        denoiser, normalizer, obs0, H, policy=policy, guidance_scale=g, generator=th.Generator().manual_seed(0)
+    )
+
+    def log_pi(raw_actions: th.Tensor, states: th.Tensor) -> th.Tensor:
+        mu, sigma = policy.action_distribution_params(obs_norm.unnormalize(states))  # the policy takes raw states
+        return (-0.5 * ((raw_actions - mu) / sigma) ** 2 - sigma.log()).sum()
+
+    rng = th.Generator().manual_seed(0)
+    x = th.randn(batch, H, OBS_DIM + 2, generator=rng)
+    x[:, 0, :OBS_DIM] = obs0
+    a = th.randn(batch, H, ACT_DIM, generator=rng)
+    steps = list(zip(sched.sampling_t, sched.sampling_coefficients, strict=True))
+    for k, (t, (sqrt_alpha_bar, _, coef_x0, coef_xt, std)) in enumerate(steps):
+        with th.no_grad():
+            x0 = denoiser(x, sqrt_alpha_bar * a, th.full((batch,), t))
+        x0[:, 0, :OBS_DIM] = obs0
+        mean = coef_x0 * x0 + coef_xt * x
+        if t < clip_steps:
+            mean = x + (mean - x).clamp(-0.25, 0.25)
+        guide = (x0 if states_for_guidance == "recon" else mean)[..., :OBS_DIM]
+        mu, sigma = policy.action_distribution_params(obs_norm.unnormalize(guide))
+        raw_a = th.minimum(th.maximum(act_norm.unnormalize(a), mu - 3 * sigma), mu + 3 * sigma)
+        if k == n_steps - 1:  # the last step clamps the actions and moves no states
+            a, x = act_norm.normalize(raw_a), mean
+            break
+        raw_a = raw_a + g * (mu - raw_a) / sigma**2  # 1. the actions, at the guidance states
+        states = guide.clone().requires_grad_(True)  # 2. the states: gradient w.r.t. the normalised states
+        (grad,) = th.autograd.grad(log_pi(raw_a, states), states)
+        x0 = x0.clone()
+        x0[..., :OBS_DIM] = guide + g * grad
+        x0[:, 0, :OBS_DIM] = obs0
+        mean = coef_x0 * x0 + coef_xt * x  # 3. the posterior mean again, not clipped
+        a = act_norm.normalize(raw_a) + std * th.randn(a.shape, generator=rng)
+        x = mean + std * th.randn(x.shape, generator=rng)
+        x[:, 0, :OBS_DIM] = obs0
+    assert th.allclose(got_x, x, atol=1e-5)
+    assert th.allclose(got_a, a, atol=1e-5)
+
+
+@pytest.mark.parametrize("guidance_type", ["sample", "none"])
+def test_update_states_moves_states_only_with_gradient_guidance(guidance_type):
+    # The reference takes the state step inside its "grad" branch: with the other guidance types it does nothing.
+    samples = []
+    for update_states in (False, True):
+        denoiser, sampler, normalizer = make(guidance_type, n_steps=6, update_states=update_states)
+        samples.append(imagine(denoiser, sampler, normalizer, StateDependentStdPolicy(), g=0.03, batch=8)[1])
+    assert th.equal(samples[0].observations, samples[1].observations)
+    assert th.equal(samples[0].actions, samples[1].actions)
+
+
 def test_action_clamp_bounds_final_actions():
     policy = FixedGaussianPolicy(std=0.3)
     denoiser, sampler, normalizer = make("none", action_clip_std=1.0, state_change_clip=None)

@@ -112,7 +112,9 @@ class PolicyGuidedSampler:
         ``None`` scales the reference's ``t <= 10`` of N = 128 to the schedule's N (``round(11 N / 128)``), so the clip
         covers the same low-noise end of the process whatever N is
     :param states_for_guidance: condition the policy on the predicted clean states (``"recon"``) or on the posterior mean
-    :param update_states: also take a gradient step on the predicted states toward higher ``log pi`` (ablation)
+    :param update_states: the paper's ablation: with ``"grad"`` guidance, after the actions' step, also move the
+        guidance states toward higher ``log pi`` of the guided actions and recompute the posterior mean from them, in the
+        reference's order and units (see ``_guide_states``); no effect with the other guidance types, as there
     :param action_guidance_noise_scale: multiplier of the posterior std added to the actions after each guidance step
     :param compile: run the guided denoising loop through ``torch.compile``, ``compiled_block_steps`` steps per compiled
         call (fuses the elementwise work around the networks' matrix products and removes per-step call overhead; the
@@ -304,20 +306,19 @@ class PolicyGuidedSampler:
         x0_hat = inpaint((x - sqrt_one_minus_alpha_bar * out) / sqrt_alpha_bar if self.predict_epsilon else out, obs0)
         # 2. DDPM posterior mean of the next, less noisy window.
         mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
-        if policy is not None:
-            obs_dim = obs0.shape[-1]
-            guide_states = x0_hat if self.states_for_guidance == "recon" else mean
-            raw_obs = normalizer.observations.unnormalize(guide_states[..., :obs_dim])
-            if self.update_states and not final:
-                # Ablation (section 1.4, step 7): move the predicted states toward higher log pi as well.
-                x0_hat = self._guide_states(x0_hat, raw_obs, actions, normalizer, policy, guidance_scale, obs0)
-                mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states)
-                raw_obs = normalizer.observations.unnormalize(x0_hat[..., :obs_dim])
-            if self.guidance_type != "none" or final:
-                # 4. The policy at the guidance states, once for the whole batch (the "none" ablation leaves the actions
-                # at their initial noise until the final clamp).
-                pi_mean, pi_std = self._policy_at(run, raw_obs)
-                actions = self._guide_actions(actions, pi_mean, pi_std, normalizer, guidance_scale, std, action_noise, final)
+        if policy is not None and (self.guidance_type != "none" or final):
+            # 4. The policy at the guidance states, once for the whole batch (the "none" ablation leaves the actions at
+            # their initial noise until the final clamp).
+            guide_states = (x0_hat if self.states_for_guidance == "recon" else mean)[..., : obs0.shape[-1]]
+            pi_mean, pi_std = self._policy_at(run, normalizer.observations.unnormalize(guide_states))
+            actions, guided_raw_actions = self._guide_actions(
+                actions, pi_mean, pi_std, normalizer, guidance_scale, std, action_noise, final
+            )
+            if self.update_states and self.guidance_type == "grad" and not final:
+                # Ablation (section 1.4, step 7), after the actions' step as in the reference; the posterior mean
+                # recomputed without the late-step clip, as there.
+                x0_hat = self._guide_states(x0_hat, guide_states, guided_raw_actions, normalizer, policy, guidance_scale, obs0)
+                mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states=False)
         if final:
             # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
             return mean, actions
@@ -361,16 +362,20 @@ class PolicyGuidedSampler:
         noise_std: th.Tensor,
         noise: th.Tensor | None,
         final: bool,
-    ) -> th.Tensor:
+    ) -> tuple[th.Tensor, th.Tensor]:
         """Steps 5 and 6, given the policy's ``mean`` and ``std`` at the guidance
-        states; ``noise_std`` is the step's posterior std and ``noise`` the step's action noise."""
+        states; ``noise_std`` is the step's posterior std and ``noise`` the step's action noise.
+
+        :return: the new normalised actions, and the raw actions before the noise is added (after the gradient step
+            with ``"grad"``: those the ``update_states`` ablation moves the states toward)"""
         raw_actions = self._clamp(normalizer.actions.unnormalize(actions), mean, std)
         if final:
             # 5. Final step: clamp only.
-            return normalizer.actions.normalize(raw_actions) if self.action_clip_std is not None else actions
+            return (normalizer.actions.normalize(raw_actions) if self.action_clip_std is not None else actions), raw_actions
         assert noise is not None
         if self.guidance_type == "sample":
-            return normalizer.actions.normalize(mean + std * noise)
+            raw_actions = mean + std * noise
+            return normalizer.actions.normalize(raw_actions), raw_actions
         # 6. Gradient step on log pi in raw action units, then back to normalised units with the posterior's noise.
         # The step g * (mu - a) / sigma^2 moves a fraction g / sigma^2 of the way to the policy mean. Past 1 it overshoots
         # the mean, and past 2 the actions' spread grows with g: the guidance tuner reads that as too little guidance
@@ -378,23 +383,42 @@ class PolicyGuidedSampler:
         # mean (g <= sigma^2) removes it and changes nothing while g < sigma^2.
         step_size = th.minimum(std.square(), guidance_scale)
         raw_actions = raw_actions + step_size * gaussian_log_prob_grad(raw_actions, mean, std)
-        return normalizer.actions.normalize(raw_actions) + self.action_guidance_noise_scale * noise_std * noise
+        return normalizer.actions.normalize(raw_actions) + self.action_guidance_noise_scale * noise_std * noise, raw_actions
 
     def _guide_states(
         self,
         x0_hat: th.Tensor,
-        raw_obs: th.Tensor,
-        actions: th.Tensor,
+        guide_states: th.Tensor,
+        raw_actions: th.Tensor,
         normalizer: TransitionNormalizer,
         policy: GuidancePolicy,
         guidance_scale: th.Tensor,
         obs0: th.Tensor,
     ) -> th.Tensor:
-        raw_actions = normalizer.actions.unnormalize(actions)
+        """
+        The ``update_states`` ablation's step on the states, as the reference takes it (``policy_guided_sample_fn`` in
+        polygrad/sampling/functions.py), only with ``guidance_type="grad"`` and never at the final step.
+
+        What the reference does that one might not expect:
+
+        - it runs after the actions' guidance step, so the states move toward higher ``log pi`` of the already guided
+          actions (clamped, stepped, before their noise; not clamped again at the policy's new mean);
+        - the gradient is taken with respect to the *normalised* guidance states (its policy unnormalises them inside
+          the graph), and the step ``g * grad`` is in normalised units: a raw change of ``g * sigma_obs^2 * grad_raw``,
+          with ``g`` the guidance scale itself (the actions' cap ``g <= sigma_pi^2`` does not apply here);
+        - the moved guidance states replace the predicted clean states, whichever states guided: with
+          ``states_for_guidance="posterior_mean"`` the moved posterior-mean states become the clean window's states;
+        - the posterior mean recomputed from the moved window is not clipped again by the late-step state clip.
+
+        :param x0_hat: predicted clean windows, normalised, (B, H, D)
+        :param guide_states: the states that guided the actions, normalised, (B, H, O)
+        :param raw_actions: the guided actions in the policy's units, (B, H, A)
+        :return: ``x0_hat`` with its states moved and the start state inpainted again
+        """
         with th.enable_grad():
-            states = raw_obs.detach().requires_grad_(True)
-            mean, std = policy.action_distribution_params(states)
-            log_prob = th.distributions.Normal(mean, std).log_prob(self._clamp(raw_actions, mean, std)).sum()
+            states = guide_states.detach().requires_grad_(True)
+            mean, std = policy.action_distribution_params(normalizer.observations.unnormalize(states))
+            log_prob = th.distributions.Normal(mean, std).log_prob(raw_actions).sum()
             (grad,) = th.autograd.grad(log_prob, states)
-        new_states = normalizer.observations.normalize(raw_obs + guidance_scale * grad)
-        return inpaint(th.cat([new_states, x0_hat[..., raw_obs.shape[-1] :]], dim=-1), obs0)
+        new_states = guide_states + guidance_scale * grad
+        return inpaint(th.cat([new_states, x0_hat[..., guide_states.shape[-1] :]], dim=-1), obs0)
