@@ -82,7 +82,8 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param state_change_clip_steps: the clip applies while the diffusion step ``t < state_change_clip_steps``
         (``None``: the reference's ``t <= 10`` at N = 128, scaled to N)
     :param states_for_guidance: condition the policy on ``"recon"`` (predicted clean) or ``"posterior_mean"`` states
-    :param update_states: also guide the predicted states toward higher ``log pi`` (ablation)
+    :param update_states: also guide the predicted states toward higher ``log pi`` (the paper's ablation, as the
+        reference runs it: with ``guidance_type="grad"`` only, after the actions' step; ``PolicyGuidedSampler``)
     :param action_guidance_noise_scale: scale of the noise added to the actions at each guidance step
     :param compile_imagination: run the guided sampler's denoising loop through ``torch.compile``, as CUDA graphs on a
         GPU (same samples to float rounding; ``benchmarks/imagination_speed.py`` measures the gain; the first
