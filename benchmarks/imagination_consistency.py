@@ -1,0 +1,178 @@
+"""
+How consistent each imagination method is with the world model's dynamics and with the policy, and what it costs.
+
+Trains PolyGRAD with an env's zoo entry (plus ``--set key=value`` overrides) for ``--steps`` env steps, or loads a saved
+model (``--load``), then imagines from the same recorded start states with every method the trained world model can
+run: the paper's guided sampler (its guidance scale first tuned on this model, as training would), closed-loop
+imagination at several row lags, and sequential sampling. For each it replays the imagined actions open loop in MuJoCo
+from the recorded simulator states and reports the state error at k = 1 and k = H - 1, the standardised std and bias of
+the imagined actions under the policy at the imagined states, and seconds per imagination of the training batch. The
+control is the same world model given the actions of the policy's own closed-loop rollouts in the simulator: how
+accurate the world model is when every action fits the state it is taken in.
+
+    python -m benchmarks.imagination_consistency --env InvertedPendulum-v4 --steps 12000 \
+        --set imagination=closed_loop denoiser=causal_mlp
+"""
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+import yaml
+
+from benchmarks.imagination_fidelity import replay, write
+from benchmarks.run import RESULTS, zoo_hyperparams
+from sb3_polygrad import PolyGRAD
+from sb3_polygrad.common.simulator import simulator_rollouts
+from sb3_polygrad.polygrad.imagination import (
+    ClosedLoopImagination,
+    GuidedImagination,
+    Imagination,
+    SequentialImagination,
+)
+from sb3_polygrad.world_model.sampler import standardized_action_stats
+from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
+
+ROW_LAGS = (0.0, 0.5, 1.0, 2.0)
+TUNING_ROUNDS = 300  # guidance-tuner updates before the guided sampler is measured (the tuner's rate is 0.03 on log g)
+
+
+def methods(model: PolyGRAD) -> dict[str, Imagination]:
+    """Every imagination the trained world model can run, by label."""
+    log_g = th.tensor(model.log_guidance_scale.item())
+    out: dict[str, Imagination] = {
+        "guided (paper)": GuidedImagination(model.world_model, model.policy, log_g, True, model.guidance_learning_rate)
+    }
+    if model.world_model.per_row_noise:
+        for lag in ROW_LAGS:
+            out[f"closed_loop, row lag {lag:g}"] = ClosedLoopImagination(model.world_model, model.policy, lag)
+    if model.world_model.denoiser.causal_states:
+        out["sequential (H - 1 passes)"] = SequentialImagination(model.world_model, model.policy)
+    return out
+
+
+def tune_guidance(guided: GuidedImagination, model: PolyGRAD) -> None:
+    """Run the guidance tuner on this model, as training with guided imagination would have, before measuring."""
+    for _ in range(TUNING_ROUNDS):
+        start = model.replay_buffer.sample_windows(model.imagination_batch_size, model.horizon)
+        guided.adapt(*standardized_action_stats(model.policy, guided.imagine(start)))
+
+
+def seconds_per_imagination(method: Imagination, start: WindowSamples, repeats: int = 5) -> float:
+    """Median wall-clock of one imagination of the training batch (one thread)."""
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        method.imagine(start)
+        times.append(time.perf_counter() - tic)
+    return float(np.median(times))
+
+
+def state_errors(
+    imagined: ImaginedTrajectory, true_obs: np.ndarray, alive: np.ndarray, horizon: int
+) -> tuple[float, float]:
+    """Mean squared state error at k = 1 and k = H - 1 over the windows still running there."""
+    se = ((imagined.observations.cpu().numpy() - true_obs) ** 2).mean(axis=-1)
+    return float(se[alive[:, 1], 1].mean()), float(se[alive[:, -1], horizon - 1].mean())
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``key=value`` pairs, each value read as YAML (numbers, booleans, lists, mappings)."""
+    return {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in pairs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="InvertedPendulum-v4")
+    parser.add_argument("--entry", help="zoo entry to train with (default: the env's own)")
+    parser.add_argument("--steps", type=int, default=12_000, help="env steps of training before the measurement")
+    parser.add_argument("--set", nargs="*", default=[], help="constructor overrides, key=value (YAML values)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trajectories", type=int, default=512)
+    parser.add_argument("--load", type=Path, help="measure this saved model (with its replay buffer beside it, .pkl)")
+    parser.add_argument("--save", type=Path, help="save the trained model and its replay buffer here")
+    parser.add_argument("--name", default="", help="suffix of the results file")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    th.set_num_threads(1)
+
+    overrides = parse_overrides(args.set)
+    if args.load:
+        model = PolyGRAD.load(args.load, env=args.env)
+        model.load_replay_buffer(args.load.with_suffix(".pkl"))
+    else:
+        entry = zoo_hyperparams("polygrad", args.entry or args.env)
+        hyperparams = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy")}
+        model = PolyGRAD("MlpPolicy", args.env, seed=args.seed, **{**hyperparams, **overrides})
+        model.learn(args.steps, progress_bar=True)
+        if args.save:
+            model.save(args.save)
+            model.save_replay_buffer(args.save.with_suffix(".pkl"))
+
+    th.manual_seed(0)
+    windows = model.replay_buffer.sample_windows(args.trajectories, model.horizon, np.random.default_rng(0))
+    assert windows.sim_states is not None
+    starts, obs0 = windows.sim_states[:, 0].cpu().numpy(), windows.observations[:, 0]
+    env = gym.make(args.env)
+    env.reset(seed=0)
+    low, high = model.action_space.low, model.action_space.high  # type: ignore[attr-defined]
+    rollouts = simulator_rollouts([gym.make(args.env) for _ in range(len(starts))], model.policy.sample_actions, obs0,
+                                  starts, model.horizon, low, high)  # fmt: skip
+    given = model.world_model.sample_with_actions(obs0, rollouts.actions, generator=th.Generator().manual_seed(0))
+    rollout_alive = (rollouts.dones.cumsum(dim=1) - rollouts.dones == 0).cpu().numpy()
+    control = state_errors(given, rollouts.observations.cpu().numpy(), rollout_alive, model.horizon)
+    timing_start = model.replay_buffer.sample_windows(model.imagination_batch_size, model.horizon)
+
+    h = model.horizon
+    lines = [
+        f"# Imagination consistency: {args.env}, {model.num_timesteps} env steps, seed {args.seed}",
+        "",
+        f"Command: `python -m benchmarks.imagination_consistency {' '.join(_command_args(args))}`. "
+        f"World model: `{model.denoiser}`, {model.world_model.schedule.n_sampling_steps} sampling steps of "
+        f"{model.n_diffusion_steps}, per-row noise {model.world_model.per_row_noise}, trained with "
+        f"`imagination={model.imagination!r}`. {len(starts)} recorded start states; imagined actions replayed open loop "
+        f"in MuJoCo. Control: the same world model given the actions of the policy's own rollouts, state MSE "
+        f"{control[0]:.4f} at k = 1 and {control[1]:.4f} at k = {h - 1}. Seconds: one imagination of "
+        f"{model.imagination_batch_size} trajectories, one thread, median of 5.",
+        "",
+        f"| method | state MSE k = 1 | x control | state MSE k = {h - 1} | x control | std of z | bias of z "
+        "| seconds | x guided |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    guided_seconds = None
+    for label, method in methods(model).items():
+        if isinstance(method, GuidedImagination):
+            tune_guidance(method, model)
+            label += f", g = {method.log_guidance_scale.exp().item():.3g}"
+        th.manual_seed(1)
+        imagined = method.imagine(windows, th.Generator().manual_seed(0))
+        true_obs, alive = replay(env, starts, imagined)
+        first, last = state_errors(imagined, true_obs, alive, h)
+        action_std, action_bias = standardized_action_stats(model.policy, imagined)
+        seconds = seconds_per_imagination(method, timing_start)
+        guided_seconds = guided_seconds or seconds
+        lines.append(
+            f"| {label} | {first:.4f} | {first / control[0]:.2f} | {last:.4f} | {last / control[1]:.2f} "
+            f"| {action_std:.2f} | {action_bias:+.2f} | {seconds:.3f} | {seconds / guided_seconds:.2f} |"
+        )
+    env.close()
+    write(RESULTS / f"imagination_consistency_{args.env}{args.name}.md", lines)
+
+
+def _command_args(args: argparse.Namespace) -> list[str]:
+    out = [f"--env {args.env}", f"--steps {args.steps}", f"--seed {args.seed}"]
+    if args.entry:
+        out.append(f"--entry {args.entry}")
+    if args.set:
+        out.append("--set " + " ".join(args.set))
+    if args.name:
+        out.append(f"--name {args.name}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
