@@ -370,7 +370,9 @@ class PolyGRAD(OffPolicyAlgorithm):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> Any:
-        resets = reset_num_timesteps or self._last_obs is None
+        resets = reset_num_timesteps or self._last_obs is None  # SB3 resets the envs in these cases
+        if resets:
+            self.replay_buffer.truncate_open_episodes()
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if resets or self._last_sim_states is None:
             self._last_sim_states = self._read_sim_states()
