@@ -84,3 +84,32 @@ def test_an_env_reset_by_sb3_closes_the_open_episode_as_a_truncation(reset, n_en
     assert (buffer.dones[last] == 1).all() and (buffer.timeouts[last] == 1).all()
     assert buffer.pos > last + 1
     assert_no_window_joins_episodes(model)
+
+
+def test_learning_continues_after_load_without_the_replay_buffer(tiny_kwargs, tmp_path):
+    # train_freq 2 < horizon 4: SB3 calls train() after 2 steps in the new, empty buffer
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **{**tiny_kwargs, "train_freq": 2})
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = PolyGRAD.load(tmp_path / "model.zip", env=make_vec_env("Pendulum-v1", n_envs=1, seed=1))
+    world_model_updates, agent_updates = int(loaded.world_model.n_updates), loaded._n_updates
+
+    rows_at_train = []
+    train = loaded.train
+
+    def spy(gradient_steps: int, batch_size: int) -> None:
+        rows_at_train.append(loaded.replay_buffer.pos)
+        train(gradient_steps, batch_size)
+
+    loaded.train = spy  # type: ignore[method-assign]
+    # A learn() too short to fill the buffer ends without training, and says why once.
+    with pytest.warns(UserWarning, match="windows") as warned:
+        loaded.learn(12, reset_num_timesteps=False)
+        assert loaded.num_timesteps == 212 and rows_at_train == []
+        loaded.learn(100, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 312
+    assert len([w for w in warned if "windows" in str(w.message)]) == 1
+    # Training resumed once the new buffer held a batch of 4-step windows (Pendulum episodes are 200 steps long).
+    horizon, batch_size = tiny_kwargs["horizon"], tiny_kwargs["batch_size"]
+    assert rows_at_train and min(rows_at_train) - horizon + 1 >= batch_size
+    assert int(loaded.world_model.n_updates) > world_model_updates and loaded._n_updates > agent_updates

@@ -9,17 +9,19 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq
 from stable_baselines3.common.utils import update_learning_rate
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
+from sb3_polygrad.polygrad.window_gate import WindowGate
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DENOISERS, DenoiserName, DiffusionWorldModel
@@ -332,6 +334,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._rollout_envs: list[gym.Env] = []
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
+        self._window_gate = WindowGate()
 
     def _actor_critic_config(self) -> ActorCriticConfig:
         return ActorCriticConfig(
@@ -373,10 +376,44 @@ class PolyGRAD(OffPolicyAlgorithm):
         resets = reset_num_timesteps or self._last_obs is None  # SB3 resets the envs in these cases
         if resets:
             self.replay_buffer.truncate_open_episodes()
+        self._window_gate.recheck()
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if resets or self._last_sim_states is None:
             self._last_sim_states = self._read_sim_states()
         return result
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """
+        SB3's collection, continued while training is due but the buffer holds fewer than ``batch_size`` windows (after
+        ``load`` without the replay buffer): SB3 calls ``train`` after every collection once ``learning_starts`` is
+        passed, and ``train`` samples windows. If ``learn``'s steps run out first, it ends without training.
+        """
+        assert isinstance(replay_buffer, PolyGRADReplayBuffer)
+        args = (env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval)
+        rollout = super().collect_rollouts(*args)
+        while (
+            rollout.continue_training
+            and self.num_timesteps > learning_starts
+            and not self._window_gate.ready(replay_buffer, self.horizon, self.batch_size)
+        ):
+            if self.num_timesteps >= self._total_timesteps:
+                return rollout._replace(continue_training=False)
+            more = super().collect_rollouts(*args)
+            rollout = RolloutReturn(
+                rollout.episode_timesteps + more.episode_timesteps,
+                rollout.n_episodes + more.n_episodes,
+                more.continue_training,
+            )
+        return rollout
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
@@ -594,6 +631,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             "_open_loop_env",
             "_rollout_envs",
             "_last_sim_states",
+            "_window_gate",  # a loaded model counts the windows of its own buffer
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
