@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
+from sb3_polygrad.polygrad.arguments import check_arguments
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
 from sb3_polygrad.polygrad.window_gate import WindowGate
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
@@ -179,6 +180,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        check_arguments(locals())  # every numeric argument against its range (polygrad/arguments.py), before any use
         if env is not None and not isinstance(env, str):
             # Before SB3's own checks, whose messages point to policies PolyGRAD does not have.
             self._check_spaces(env.observation_space, env.action_space)
@@ -271,24 +273,16 @@ class PolyGRAD(OffPolicyAlgorithm):
             raise ValueError("imagination='sequential' samples states from past actions only: it needs denoiser='causal_mlp'")
         if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
             raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
-        if self.horizon < 2:
-            raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {self.horizon}")
-        positive = {
-            "batch_size": self.batch_size,
-            "imagination_batch_size": self.imagination_batch_size,
-            "n_diffusion_steps": self.n_diffusion_steps,
-            "guidance_scale": self.guidance_scale,
-            "critic_learning_rate": self.critic_learning_rate,
-            "world_model_learning_rate": self.world_model_learning_rate,
-            "target_policy_update": self.target_policy_update,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if not 0 < self.line_search_ratio < 1:
-            raise ValueError(f"line_search_ratio must be in (0, 1), got {self.line_search_ratio}")
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
+        if self.env is not None:
+            # Training waits for batch_size distinct windows (WindowGate): a buffer that cannot hold them never trains.
+            n_windows = self.n_envs * (self.buffer_size // self.n_envs - self.horizon + 1)
+            if n_windows < self.batch_size:
+                raise ValueError(
+                    f"buffer_size {self.buffer_size} holds at most {max(n_windows, 0)} {self.horizon}-step windows over "
+                    f"{self.n_envs} env(s), fewer than batch_size {self.batch_size}"
+                )
         spec = self.env.get_attr("spec")[0] if self.env is not None else None
         max_steps = spec.max_episode_steps if spec is not None else None
         if max_steps is not None and self.horizon >= max_steps:
