@@ -21,6 +21,7 @@ from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.arguments import check_arguments
+from sb3_polygrad.polygrad.env_outputs import check_step, refuse_non_finite
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
 from sb3_polygrad.polygrad.window_gate import WindowGate
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
@@ -372,6 +373,9 @@ class PolyGRAD(OffPolicyAlgorithm):
             self.replay_buffer.truncate_open_episodes()
         self._window_gate.recheck()
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if resets:
+            assert isinstance(self._last_obs, np.ndarray)
+            refuse_non_finite("observation from reset()", self._last_obs, self.num_timesteps)
         if resets or self._last_sim_states is None:
             self._last_sim_states = self._read_sim_states()
         return result
@@ -435,6 +439,8 @@ class PolyGRAD(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
+        assert isinstance(new_obs, np.ndarray)
+        check_step(new_obs, reward, infos, self.num_timesteps)  # before the buffer, the normaliser or the next action
         if self._last_sim_states is not None:
             for info, sim_state in zip(infos, self._last_sim_states, strict=True):
                 info["sim_state"] = sim_state
