@@ -1,7 +1,10 @@
 """PolyGRAD: policy-guided trajectory diffusion world models, as a Stable-Baselines3 algorithm."""
 
+import io
 import math
+import pathlib
 import warnings
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal, TypeVar
 
 import gymnasium as gym
@@ -18,6 +21,7 @@ from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
+from sb3_polygrad.common.atomic import atomic_path
 from sb3_polygrad.common.simulator import open_loop_errors, simulator_rollouts
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.arguments import check_arguments
@@ -620,6 +624,32 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._open_loop_env = None
         self._rollout_envs = []
         self._last_sim_states = None
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        SB3's ``save``, written to a temporary file beside ``path`` and renamed onto it (``common/atomic.py``): a run
+        killed while saving keeps its previous checkpoint instead of a truncated zip.
+
+        :param path: file to save to (``.zip`` is added to a path without a suffix), or an open stream
+        :param exclude: attributes not to save, beyond the default ones
+        :param include: attributes to save that are excluded by default
+        """
+        with atomic_path(path, suffix="zip") as temporary:
+            super().save(temporary, exclude, include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """
+        SB3's ``save_replay_buffer``, written atomically as ``save`` is.
+
+        :param path: file to save to (``.pkl`` is added to a path without a suffix), or an open stream
+        """
+        with atomic_path(path, suffix="pkl") as temporary:
+            super().save_replay_buffer(temporary)
 
     def _excluded_save_params(self) -> list[str]:
         return [
