@@ -72,9 +72,7 @@ def seconds_per_imagination(method: Imagination, start: WindowSamples, repeats: 
     return float(np.median(times))
 
 
-def state_errors(
-    imagined: ImaginedTrajectory, true_obs: np.ndarray, alive: np.ndarray, horizon: int
-) -> tuple[float, float]:
+def state_errors(imagined: ImaginedTrajectory, true_obs: np.ndarray, alive: np.ndarray, horizon: int) -> tuple[float, float]:
     """Mean squared state error at k = 1 and k = H - 1 over the windows still running there."""
     se = ((imagined.observations.cpu().numpy() - true_obs) ** 2).mean(axis=-1)
     return float(se[alive[:, 1], 1].mean()), float(se[alive[:, -1], horizon - 1].mean())

@@ -73,6 +73,41 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         """Number of rows written per env (the buffer holds ``n_stored() * n_envs`` transitions)."""
         return self.buffer_size if self.full else self.pos
 
+    def truncate_open_episodes(self) -> None:
+        """
+        End the episode each env is in at the write head as a time-limit truncation, before the envs are reset outside
+        an episode end (SB3 resets them in ``learn`` after ``load`` or ``set_env``, and with ``reset_num_timesteps``):
+        otherwise the next row reads as the continuation of the last one, and windows join two episodes. A truncation,
+        not a termination: the episode was cut, it did not end. A last row that already ends its episode is kept as is.
+        """
+        if self.n_stored() == 0:
+            return
+        last = (self.pos - 1) % self.buffer_size
+        still_open = self.dones[last] == 0  # (n_envs,)
+        self.dones[last, still_open] = 1.0
+        self.timeouts[last, still_open] = 1.0
+
+    def n_valid_windows(self, horizon: int) -> int:
+        """
+        Number of distinct windows ``sample_windows`` can draw, over all envs: a window is valid if the first episode
+        end in its rows ``0..H-2`` is a termination, or if it has no such end and lies before the write head.
+
+        :param horizon: H, length of each window
+        :return: the number of valid windows
+        """
+        n_rows = self.n_stored()
+        first_row = self.pos if self.full else 0
+        by_age = (first_row + np.arange(n_rows)) % self.buffer_size  # (n_rows,), oldest row first
+        ended = self.dones[by_age] > 0  # (n_rows, n_envs)
+        age = np.arange(n_rows)[:, None]  # (n_rows, 1)
+        # Age of the first episode end at or after each age, per env (n_rows where there is none): a reverse running min.
+        next_end = np.minimum.accumulate(np.where(ended, age, n_rows)[::-1], axis=0)[::-1]
+        cut = (next_end < n_rows) & (next_end <= age + horizon - 2)
+        envs = np.arange(self.n_envs)
+        end_is_truncation = self.timeouts[by_age[np.minimum(next_end, n_rows - 1)], envs] > 0
+        valid = np.where(cut, ~end_is_truncation, age + horizon - 1 < n_rows)
+        return int(valid.sum())
+
     def _draw_windows(
         self, n: int, horizon: int, rng: np.random.Generator | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -91,3 +91,33 @@ def test_too_little_data_is_a_clear_error():
         buffer.sample_windows(8, horizon=5)
     with pytest.raises(ValueError, match="horizon"):
         buffer.sample_windows(8, horizon=1)
+
+
+@pytest.mark.parametrize("n_envs, capacity", [(1, 10_000), (3, 10_000), (2, 50)])
+def test_n_valid_windows_counts_the_windows_sampling_draws(n_envs, capacity):
+    buffer = PolyGRADReplayBuffer(capacity, OBS, ACT, "cpu", n_envs=n_envs)
+    assert buffer.n_valid_windows(4) == 0
+    # Per env the same episodes in another order, then one that runs past the write head (fill stops at the shortest
+    # stream: env 0's last episode ends exactly there, truncated).
+    episodes = [(3, "term"), (7, "trunc"), (2, "term"), (20, "trunc"), (5, "term"), (4, "term")]
+    order = [episodes[env:] + episodes[:env] + [(100 + env, "trunc")] for env in range(n_envs)]
+    lengths = [[length for length, _ in env_episodes] for env_episodes in order]
+    ends = [[end for _, end in env_episodes] for env_episodes in order]
+    fill(buffer, lengths, ends)
+    np.random.seed(0)
+    for horizon in (2, 4, 6):
+        obs = buffer.sample_windows(20_000, horizon).observations.numpy()
+        drawn = {tuple(start) for start in obs[:, 0].astype(int)}  # [episode id, step] is unique per env and row
+        assert buffer.n_valid_windows(horizon) == len(drawn)
+
+
+def test_truncate_open_episodes_closes_only_the_open_last_rows():
+    buffer = PolyGRADReplayBuffer(100, OBS, ACT, "cpu", n_envs=3)
+    # env 0 terminates, env 1 is truncated and env 2 is still running at the last row
+    fill(buffer, [[5], [5], [8]], [["term"], ["trunc"], ["trunc"]])
+    buffer.truncate_open_episodes()
+    last = buffer.pos - 1
+    assert buffer.dones[last].tolist() == [1, 1, 1]
+    assert buffer.timeouts[last].tolist() == [0, 1, 1]  # the termination stays a termination
+    assert buffer.dones[:last].sum() == 0  # nothing else changed
+    assert buffer.n_valid_windows(3) == 5 + 3 + 3  # windows may run past a termination, not past a truncation

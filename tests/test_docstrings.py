@@ -6,6 +6,7 @@ import pytest
 from sb3_polygrad import PolyGRAD, PolyGRADPolicy
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.callbacks import ImaginationVideoCallback
+from sb3_polygrad.polygrad.arguments import Range
 from sb3_polygrad.video.states import ObservationLayout
 from sb3_polygrad.world_model import (
     CausalResidualMLPDenoiser,
@@ -29,6 +30,7 @@ from sb3_polygrad.world_model import (
         TransformerDenoiser,
         ImaginationVideoCallback,
         ObservationLayout,
+        Range,
     ],
 )
 def test_every_constructor_argument_is_documented(cls):

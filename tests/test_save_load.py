@@ -1,6 +1,9 @@
+import io
+
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common import save_util
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_polygrad import PolyGRAD
@@ -79,3 +82,44 @@ def test_policy_save_load(tiny_kwargs, tmp_path):
     policy = type(model.policy).load(tmp_path / "policy.pkl")
     obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     assert np.array_equal(policy.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+class Killed(BaseException):
+    """Stands for the run being killed (a preempted job, a checkpoint callback interrupted) while it writes a file."""
+
+
+def killed_midway(obj: object, file: io.BufferedIOBase, *args: object, **kwargs: object) -> None:
+    file.write(b"the first bytes of a checkpoint")
+    raise Killed
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tiny_kwargs, tmp_path, monkeypatch):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.learn(120)
+    model.save(tmp_path / "model")  # SB3 adds the suffixes: model.zip, buffer.pkl
+    model.save_replay_buffer(tmp_path / "buffer")
+    saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert saved.keys() == {"model.zip", "buffer.pkl"}
+
+    model.learn(40, reset_num_timesteps=False)
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(save_util.th, "save", killed_midway)
+        model.save(tmp_path / "model")
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(save_util.pickle, "dump", killed_midway)
+        model.save_replay_buffer(tmp_path / "buffer")
+    # the previous files are untouched, and no partial file is left beside them
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
+    loaded = PolyGRAD.load(tmp_path / "model.zip")
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert loaded.num_timesteps == 120 and loaded.replay_buffer.pos == 120
+
+    # a save that completes replaces them, also where SB3 creates the folder or writes to an open stream
+    model.save(tmp_path / "model")
+    with pytest.warns(UserWarning, match="does not exist"):  # SB3's own note
+        model.save(tmp_path / "new" / "model.zip")
+    stream = io.BytesIO()
+    model.save(stream)
+    for source in (tmp_path / "model.zip", tmp_path / "new" / "model.zip", io.BytesIO(stream.getvalue())):
+        assert PolyGRAD.load(source).num_timesteps == 160
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["buffer.pkl", "model.zip", "model.zip", "new"]

@@ -1,7 +1,10 @@
 """PolyGRAD: policy-guided trajectory diffusion world models, as a Stable-Baselines3 algorithm."""
 
+import io
 import math
+import pathlib
 import warnings
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -9,16 +12,20 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq
 from stable_baselines3.common.utils import update_learning_rate
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
+from sb3_polygrad.common.atomic import atomic_path
 from sb3_polygrad.common.simulator import open_loop_errors
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
+from sb3_polygrad.polygrad.arguments import check_arguments
+from sb3_polygrad.polygrad.env_outputs import check_step, refuse_non_finite
 from sb3_polygrad.polygrad.imagination import (
     IMAGINATIONS,
     ClosedLoopImagination,
@@ -29,6 +36,7 @@ from sb3_polygrad.polygrad.imagination import (
     SimulatorImagination,
 )
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
+from sb3_polygrad.polygrad.window_gate import WindowGate
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DENOISERS, DenoiserName, DiffusionWorldModel
@@ -190,6 +198,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        check_arguments(locals())  # every numeric argument against its range (polygrad/arguments.py), before any use
         if env is not None and not isinstance(env, str):
             # Before SB3's own checks, whose messages point to policies PolyGRAD does not have.
             self._check_spaces(env.observation_space, env.action_space)
@@ -277,24 +286,16 @@ class PolyGRAD(OffPolicyAlgorithm):
             if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
         self._check_imagination()
-        if self.horizon < 2:
-            raise ValueError(f"horizon must be >= 2 (a start state and at least one imagined step), got {self.horizon}")
-        positive = {
-            "batch_size": self.batch_size,
-            "imagination_batch_size": self.imagination_batch_size,
-            "n_diffusion_steps": self.n_diffusion_steps,
-            "guidance_scale": self.guidance_scale,
-            "critic_learning_rate": self.critic_learning_rate,
-            "world_model_learning_rate": self.world_model_learning_rate,
-            "target_policy_update": self.target_policy_update,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if not 0 < self.line_search_ratio < 1:
-            raise ValueError(f"line_search_ratio must be in (0, 1), got {self.line_search_ratio}")
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
+        if self.env is not None:
+            # Training waits for batch_size distinct windows (WindowGate): a buffer that cannot hold them never trains.
+            n_windows = self.n_envs * (self.buffer_size // self.n_envs - self.horizon + 1)
+            if n_windows < self.batch_size:
+                raise ValueError(
+                    f"buffer_size {self.buffer_size} holds at most {max(n_windows, 0)} {self.horizon}-step windows over "
+                    f"{self.n_envs} env(s), fewer than batch_size {self.batch_size}"
+                )
         spec = self.env.get_attr("spec")[0] if self.env is not None else None
         max_steps = spec.max_episode_steps if spec is not None else None
         if max_steps is not None and self.horizon >= max_steps:
@@ -315,8 +316,6 @@ class PolyGRAD(OffPolicyAlgorithm):
             )
         if self.imagination == "closed_loop" and self.world_model_kwargs.get("per_row_noise") is False:
             raise ValueError("imagination='closed_loop' denoises rows at different noise levels: it needs per_row_noise")
-        if self.imagination_row_lag < 0:
-            raise ValueError(f"imagination_row_lag must be >= 0, got {self.imagination_row_lag}")
         if self.imagination == "simulator" and self.env is not None and not self.env.has_attr("state_vector"):
             raise ValueError("imagination='simulator' rolls out the policy in the simulator: it needs a MuJoCo env")
 
@@ -356,6 +355,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._open_loop_env: gym.Env | None = None
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
+        self._window_gate = WindowGate()
 
     def _make_imagination(self) -> Imagination:
         """The imagination method named by ``imagination`` (``polygrad/imagination.py``)."""
@@ -420,11 +420,50 @@ class PolyGRAD(OffPolicyAlgorithm):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> Any:
-        resets = reset_num_timesteps or self._last_obs is None
+        resets = reset_num_timesteps or self._last_obs is None  # SB3 resets the envs in these cases
+        if resets:
+            self.replay_buffer.truncate_open_episodes()
+        self._window_gate.recheck()
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if resets:
+            assert isinstance(self._last_obs, np.ndarray)
+            refuse_non_finite("observation from reset()", self._last_obs, self.num_timesteps)
         if resets or self._last_sim_states is None:
             self._last_sim_states = self._read_sim_states()
         return result
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """
+        SB3's collection, continued while training is due but the buffer holds fewer than ``batch_size`` windows (after
+        ``load`` without the replay buffer): SB3 calls ``train`` after every collection once ``learning_starts`` is
+        passed, and ``train`` samples windows. If ``learn``'s steps run out first, it ends without training.
+        """
+        assert isinstance(replay_buffer, PolyGRADReplayBuffer)
+        args = (env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval)
+        rollout = super().collect_rollouts(*args)
+        while (
+            rollout.continue_training
+            and self.num_timesteps > learning_starts
+            and not self._window_gate.ready(replay_buffer, self.horizon, self.batch_size)
+        ):
+            if self.num_timesteps >= self._total_timesteps:
+                return rollout._replace(continue_training=False)
+            more = super().collect_rollouts(*args)
+            rollout = RolloutReturn(
+                rollout.episode_timesteps + more.episode_timesteps,
+                rollout.n_episodes + more.n_episodes,
+                more.continue_training,
+            )
+        return rollout
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
@@ -452,6 +491,8 @@ class PolyGRAD(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
+        assert isinstance(new_obs, np.ndarray)
+        check_step(new_obs, reward, infos, self.num_timesteps)  # before the buffer, the normaliser or the next action
         if self._last_sim_states is not None:
             for info, sim_state in zip(infos, self._last_sim_states, strict=True):
                 info["sim_state"] = sim_state
@@ -600,6 +641,32 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.imaginer = self._make_imagination()
         self._last_sim_states = None
 
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        SB3's ``save``, written to a temporary file beside ``path`` and renamed onto it (``common/atomic.py``): a run
+        killed while saving keeps its previous checkpoint instead of a truncated zip.
+
+        :param path: file to save to (``.zip`` is added to a path without a suffix), or an open stream
+        :param exclude: attributes not to save, beyond the default ones
+        :param include: attributes to save that are excluded by default
+        """
+        with atomic_path(path, suffix="zip") as temporary:
+            super().save(temporary, exclude, include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """
+        SB3's ``save_replay_buffer``, written atomically as ``save`` is.
+
+        :param path: file to save to (``.pkl`` is added to a path without a suffix), or an open stream
+        """
+        with atomic_path(path, suffix="pkl") as temporary:
+            super().save_replay_buffer(temporary)
+
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
@@ -610,6 +677,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             "_open_loop_env",
             "imaginer",  # rebuilt by _setup_model; its guidance scale is the saved log_guidance_scale
             "_last_sim_states",
+            "_window_gate",  # a loaded model counts the windows of its own buffer
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
