@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch as th
 
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
@@ -53,11 +54,7 @@ def test_trained_denoiser_beats_copying_the_start_state():
     optimizer = th.optim.Adam(model.denoiser.parameters(), lr=1e-3)
     for _ in range(1500):
         idx = th.randint(0, n, (128,))
-        loss, _ = model.loss(WindowSamples(*(x[idx] for x in data[:4])))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        model.step_ema()
+        world_model_update(model, optimizer, WindowSamples(*(x[idx] for x in data[:4])))
     test = pendulum_windows(n_episodes=3, seed=1000)
     pred = model.sample_with_actions(test.observations[:, 0], test.actions, generator=th.Generator().manual_seed(0))
     mse = (pred.observations[:, 1] - test.observations[:, 1]).square().mean().item()

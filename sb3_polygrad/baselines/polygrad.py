@@ -8,6 +8,7 @@ import torch as th
 from sb3_polygrad.baselines.base import ComparisonWorldModel
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.sampler import GuidancePolicy, standardized_action_std
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
@@ -69,12 +70,7 @@ class PolyGRADWorldModel(ComparisonWorldModel):
         return self.log_guidance_scale.exp().item()
 
     def train_step(self, batch: WindowSamples) -> dict[str, float]:
-        loss, info = self.world_model.loss(batch)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.world_model.step_ema()
-        return info
+        return {"world_model_loss": world_model_update(self.world_model, self.optimizer, batch)}
 
     def supports_horizon(self, horizon: int) -> bool:
         return horizon == self.world_model.horizon
