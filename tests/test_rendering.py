@@ -10,7 +10,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.callbacks import ImaginationVideoCallback, preserved_random_state
-from sb3_polygrad.render import main as render_main
 from sb3_polygrad.video import (
     ObservationLayout,
     RenderingBackendError,
@@ -21,6 +20,7 @@ from sb3_polygrad.video import (
     select_gl_backend,
 )
 from sb3_polygrad.video import backend as backend_module
+from sb3_polygrad.video.render import main as render_main
 from sb3_polygrad.video.states import hold_after_termination
 
 
