@@ -1,5 +1,5 @@
 """
-``python -m sb3_polygrad.train ...``: the RL Zoo's trainer with ``polygrad`` registered, taking the zoo's arguments.
+The RL Zoo's trainer with ``polygrad`` registered, taking the zoo's arguments: ``python -m sb3_polygrad.train ...``.
 
 It works without the start-up hook (``SB3_POLYGRAD_NO_ZOO_HOOK=1``, or an install that skipped the ``.pth`` file), e.g.
 ``python -m sb3_polygrad.train --algo polygrad --env Hopper-v4``.
