@@ -1,5 +1,5 @@
 """
-World-model comparison (the paper's world-model study, polygrad-method.md section 4.4): PolyGRAD with the MLP and the
+World-model comparison (the paper's world-model study, docs/method.md section 4.4): PolyGRAD with the MLP and the
 transformer denoiser against autoregressive diffusion, a transformer world model and MBPO's MLP ensemble, all trained on
 one fixed dataset with the same normaliser and window sampler and evaluated under the dataset's policy.
 

@@ -13,7 +13,7 @@ from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
-# Adam rates of the reference's world-model-only configs (polygrad-method.md section 4.4).
+# Adam rates of the reference's world-model-only configs (section 4.4).
 DEFAULT_LEARNING_RATES: dict[str, float] = {"mlp": 3e-4, "causal_mlp": 3e-4, "transformer": 1e-4}
 
 

@@ -319,9 +319,10 @@ class PolicyGuidedSampler:
                 pi_mean, pi_std = self._policy_at(run, raw_obs)
                 actions = self._guide_actions(actions, pi_mean, pi_std, normalizer, guidance_scale, std, action_noise, final)
         if final:
-            # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
+            # 5. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
             return mean, actions
         assert state_noise is not None
+        # 6. The next, less noisy window: the posterior mean plus the step's noise, the start state inpainted.
         return inpaint(mean + std * state_noise, obs0), actions
 
     @staticmethod
