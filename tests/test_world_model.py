@@ -2,7 +2,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from torch import nn
 from torch.nn import functional as F
 
 from sb3_polygrad.world_model.sampler import inpaint
@@ -74,17 +73,12 @@ def test_trained_denoiser_beats_copying_the_start_state():
     assert strided_mse < copy_baseline / 4, (strided_mse, copy_baseline)
 
 
-class LinearGaussianPolicy(nn.Module):
-    """A Gaussian policy in scaled action units with a tanh-linear mean and a fixed std."""
-
-    def __init__(self, obs_dim: int = 3, action_dim: int = 1, std: float = 0.5) -> None:
-        super().__init__()
-        self.linear = nn.Linear(obs_dim, action_dim)
-        self.std = std
+class StateDependentPolicy:
+    """A Gaussian policy in scaled action units whose mean follows the first state dimension."""
 
     def action_distribution_params(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        mean = th.tanh(self.linear(observations))
-        return mean, th.full_like(mean, self.std)
+        mean = th.tanh(observations[..., :1])
+        return mean, th.full_like(mean, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +95,7 @@ def test_loss_and_imagine_shapes_for_both_denoisers(denoiser, kwargs):
     assert all(p.grad is not None for p in model.denoiser.parameters())
 
     obs0 = th.randn(7, 3)
-    trajectory = model.imagine(obs0, LinearGaussianPolicy(), guidance_scale=0.01)
+    trajectory = model.imagine(obs0, StateDependentPolicy(), guidance_scale=0.01)
     assert trajectory.observations.shape == (7, 5, 3) and trajectory.actions.shape == (7, 5, 1)
     assert trajectory.rewards.shape == (7, 5) and trajectory.dones.shape == (7, 5)
     assert th.equal(trajectory.observations[:, 0], obs0)  # the start state is exact, not a sample
