@@ -22,7 +22,7 @@ from sb3_polygrad.video import (
     select_gl_backend,
 )
 from sb3_polygrad.video import backend as backend_module
-from sb3_polygrad.video.render import main as render_main
+from sb3_polygrad.video.render_command import main as render_main
 from sb3_polygrad.video.states import hold_after_termination
 
 
@@ -155,7 +155,7 @@ def test_render_command(tiny_kwargs, tmp_path):
 
 
 def test_render_command_keeps_its_name_at_the_package_top():
-    # The code lives in video/render.py; `python -m sb3_polygrad.render` must still reach it.
+    # The code lives in video/render_command.py; `python -m sb3_polygrad.render` must still reach it.
     command = [sys.executable, "-m", "sb3_polygrad.render", "--help"]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     assert result.stdout.startswith("usage: python -m sb3_polygrad.render")
