@@ -26,7 +26,8 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
-from benchmarks.run import RESULTS, zoo_hyperparams
+from benchmarks.presets import zoo_hyperparams
+from benchmarks.run import RESULTS
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import replay_actions, simulator_rollouts, to_env_actions
 from sb3_polygrad.world_model.sampler import standardized_action_stats

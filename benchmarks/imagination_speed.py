@@ -31,6 +31,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from sb3_polygrad.polygrad.policies import PolyGRADPolicy
 from sb3_polygrad.world_model.denoisers import Denoiser
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
@@ -246,7 +247,7 @@ def strided_imagination_seconds(config: SpeedConfig, n_sampling_steps: int, repe
 
 
 def training_row(config: SpeedConfig, peak: float, repeats: int, device: th.device) -> tuple[str, float]:
-    """Denoiser training steps per second (forward, backward, Adam) on random windows; the row and seconds per step."""
+    """Denoiser training steps per second (forward, backward, Adam, EMA) on random windows; the row and seconds per step."""
     model, _ = build(config, device=device)
     batch = WindowSamples(
         th.randn(config.train_batch, config.horizon, config.obs_dim, device=device),
@@ -255,14 +256,7 @@ def training_row(config: SpeedConfig, peak: float, repeats: int, device: th.devi
         th.zeros(config.train_batch, config.horizon, device=device),
     )
     optimizer = th.optim.Adam(model.denoiser.parameters(), lr=3e-4)
-
-    def train_step() -> None:
-        loss, _ = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    seconds = best_time(synchronized(train_step, device), repeats)
+    seconds = best_time(synchronized(partial(world_model_update, model, optimizer, batch), device), repeats)
     gflops = 3 * linear_flops(model.denoiser, config.train_batch) / seconds / 1e9  # forward + two backward matmuls
     return f"| {config.name} | {1 / seconds:,.1f} | {gflops:.1f} ({100 * gflops / peak:.0f}%) |", seconds
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.run import PRESETS, RESULTS, EnvSetting
+from benchmarks.presets import EnvSetting
+from benchmarks.run import PRESETS, RESULTS
 
 Curves = dict[tuple[str, str], dict[int, list[tuple[int, float, float]]]]  # (algo, env) -> seed -> [(steps, ret, secs)]
 

@@ -9,6 +9,9 @@ redoing finished jobs, and all rows are merged into one tidy ``benchmarks/result
 
     python -m benchmarks.run --preset quick --workers 2
     python -m benchmarks.report --preset quick
+
+The benchmark presets are in ``presets.py``; the InvertedPendulum diagnostics, which run the same way, in
+``diagnostic_presets.py``.
 """
 
 import argparse
@@ -21,161 +24,16 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
+from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant, zoo_config
+
 RESULTS = Path(__file__).parent / "results"
 FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s"]
-
-
-@dataclass(frozen=True)
-class EnvSetting:
-    """One env of a preset: its budget, evaluation cadence and the return that counts as solved."""
-
-    env_id: str
-    budget: int
-    eval_freq: int
-    threshold: float
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A grid of envs, algorithms and seeds."""
-
-    envs: tuple[EnvSetting, ...]
-    algos: tuple[str, ...] = ("polygrad", "ppo", "sac", "trpo")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_eval_episodes: int = 10
-    device: str = "cpu"
-    hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
-    # PolyGRAD variants run beside the algorithms, as algorithm "polygrad[<label>]": label -> further overrides
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def job_algos(self) -> tuple[str, ...]:
-        """The preset's algorithms, then one ``polygrad[<label>]`` per variant."""
-        return self.algos + tuple(f"polygrad[{label}]" for label in self.variants)
-
-    def variant_overrides(self, algo: str) -> dict[str, Any]:
-        """The overrides of ``algo``'s variant (none for a plain algorithm); a ValueError for a label the preset lacks."""
-        _, label = split_variant(algo)
-        if label and label not in self.variants:
-            raise ValueError(f"{algo}: the preset has no variant {label!r} (it has {sorted(self.variants)})")
-        return self.variants.get(label, {})
-
-    def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
-        """The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides."""
-        return {**zoo_hyperparams(split_variant(algo)[0], env_id), **self.hyperparam_overrides, **self.variant_overrides(algo)}
-
-
-def split_variant(algo: str) -> tuple[str, str]:
-    """``"polygrad[label]"`` -> ``("polygrad", "label")``; a plain algorithm -> ``(algo, "")``."""
-    base, _, label = algo.partition("[")
-    return base, label.removesuffix("]")
-
-
-IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
-
-
-def ip_polygrad(**hyperparam_overrides: Any) -> Preset:
-    """PolyGRAD alone on the quick preset's InvertedPendulum setting (20k env steps, 3 seeds), its zoo entry overridden.
-
-    :param hyperparam_overrides: PolyGRAD constructor arguments that replace the zoo entry's
-    :return: the preset
-    """
-    return Preset(envs=(IP_20K,), algos=("polygrad",), hyperparam_overrides=hyperparam_overrides)
-
-
-PRESETS = {
-    "quick": Preset(
-        envs=(
-            IP_20K,
-            EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
-        ),
-    ),
-    # PolyGRAD alone on InvertedPendulum past the quick budget: what happens after the policy gets good.
-    "ip-50k": Preset(envs=(EnvSetting("InvertedPendulum-v4", 50_000, 2_000, 950.0),), algos=("polygrad",), seeds=(0, 1)),
-    # The quick preset's PolyGRAD with the causally masked denoiser (world_model/causal_mlp.py), 3 seeds.
-    "ip-causal": ip_polygrad(denoiser="causal_mlp"),
-    # The quick preset's PolyGRAD with two agent rounds per training call and the censored log-likelihood, 3 seeds.
-    "ip-censored": ip_polygrad(agent_gradient_steps=2, censored_log_prob=True),
-    # The quick preset's PolyGRAD learning from rollouts in the simulator instead of imagination (a perfect world model):
-    # what the learner does when imagination is exact. A diagnostic, not a world-model method.
-    "ip-oracle": ip_polygrad(imagination="simulator"),
-    # The quick preset's PolyGRAD with the causal MLP sampled one step after another instead of by guided joint denoising
-    # (imagination="sequential", 8 sampling steps to halve its H - 1 passes' cost): what the same kind of world model
-    # gives when every imagined action is a policy sample at the state it is taken in. A diagnostic, not PolyGRAD.
-    "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
-    # ip-sequential at horizon 5: 4 sequential passes instead of 9, to see whether sequential sampling fits the README's
-    # 15-minute budget and still learns. A diagnostic, not PolyGRAD.
-    "ip-sequential-h5": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8, horizon=5),
-    # Single changes to the quick preset's PolyGRAD on InvertedPendulum, one seed each (the shipped entry beside them):
-    # a screen for the 950 target. Further seeds of a variant: --algos 'polygrad[<label>]' --seeds 1 2.
-    "ip-screen": Preset(
-        envs=(IP_20K,),
-        algos=("polygrad",),
-        seeds=(0,),
-        variants={
-            "horizon5": dict(horizon=5),
-            "horizon5-causal": dict(horizon=5, denoiser="causal_mlp"),
-            "sampling32": dict(n_sampling_steps=None),  # all 32 diffusion steps, not 16 of them
-            "guidance-sample": dict(guidance_type="sample"),
-            "update-states": dict(update_states=True),
-            "guidance-posterior-mean": dict(states_for_guidance="posterior_mean"),
-            "batch1024": dict(imagination_batch_size=1024),
-            "kl0.02": dict(target_policy_update=0.02),
-            "no-state-clip": dict(state_change_clip=None),
-        },
-    ),
-    # Closed-loop imagination (this package's extension) on the quick preset's InvertedPendulum setting: the causal world
-    # model trained with a noise level per row, sampled in one staggered pass whose actions are the policy's samples.
-    # Variants: how far each row lags the one before it (imagination_row_lag, in denoising iterations).
-    "ip-closed-loop": Preset(
-        envs=(IP_20K,),
-        algos=(),
-        hyperparam_overrides=dict(imagination="closed_loop", denoiser="causal_mlp"),
-        variants={
-            "lag0": dict(imagination_row_lag=0.0),
-            "lag1": dict(imagination_row_lag=1.0),
-            "lag2": dict(imagination_row_lag=2.0),
-        },
-    ),
-    "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
-    "paper": Preset(
-        envs=(
-            EnvSetting("Hopper-v4", 1_000_000, 10_000, 3_000.0),
-            EnvSetting("Walker2d-v4", 1_500_000, 10_000, 3_000.0),
-            EnvSetting("HalfCheetah-v4", 1_500_000, 10_000, 5_000.0),
-        ),
-        device="auto",
-    ),
-}
-
-
-def zoo_config(algo: str) -> str:
-    """Path of the algorithm's zoo hyperparameter file (PolyGRAD's is the one its package ships)."""
-    import rl_zoo3
-
-    from sb3_polygrad.zoo.registration import hyperparams_path
-
-    if algo == "polygrad":
-        return str(hyperparams_path())
-    return str(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
-
-
-def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
-    """
-    The zoo's entry for ``env_id``; where it has none, the tuned entry of the same task at another version (the zoo's
-    MuJoCo entries predate some versions, e.g. PPO is tuned on ``InvertedPendulum-v2`` only), then ``default``.
-    """
-    import yaml
-
-    entries = yaml.safe_load(Path(zoo_config(algo)).read_text())
-    task = env_id.rsplit("-v", 1)[0]
-    for key in [env_id, *(f"{task}-v{v}" for v in (4, 5, 3, 2))]:
-        if key in entries:
-            return dict(entries[key])
-    return dict(entries["default"])
+# The benchmarks (benchmarks/presets.py), then the InvertedPendulum diagnostics (benchmarks/diagnostic_presets.py).
+PRESETS: dict[str, Preset] = {**BENCHMARK_PRESETS, **DIAGNOSTIC_PRESETS}
 
 
 def job_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:

@@ -1,10 +1,10 @@
 """
-World-model comparison (the paper's world-model study, polygrad-method.md section 4.4): PolyGRAD with the MLP and the
+World-model comparison (the paper's world-model study, docs/method.md section 4.4): PolyGRAD with the MLP and the
 transformer denoiser against autoregressive diffusion, a transformer world model and MBPO's MLP ensemble, all trained on
 one fixed dataset with the same normaliser and window sampler and evaluated under the dataset's policy.
 
 1. Dataset: an SB3 SAC agent is trained on the env and a dataset of its (Gaussian-approximated) policy's transitions
-   with simulator states is collected (``sb3_polygrad.datasets``); both are cached in ``--data-dir`` (default
+   with simulator states is collected (``sb3_polygrad.baselines.datasets``); both are cached in ``--data-dir`` (default
    ``~/.cache/sb3_polygrad/world_models_<preset>``). A dataset in the
    reference implementation's format can be used instead (``--reference-dataset`` with ``--policy``).
 2. Each model trains for the same number of steps on windows from the training episodes; PolyGRAD's guidance scale is
@@ -45,8 +45,14 @@ from sb3_polygrad.baselines import (
     open_loop_evaluation,
     time_imagination,
 )
+from sb3_polygrad.baselines.datasets import (
+    SACGaussianPolicy,
+    TransitionDataset,
+    collect_transitions,
+    episode_returns,
+    train_sac,
+)
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
-from sb3_polygrad.datasets import SACGaussianPolicy, TransitionDataset, collect_transitions, episode_returns, train_sac
 from sb3_polygrad.world_model.types import WindowSamples
 from sb3_polygrad.world_model.world_model import DenoiserName
 

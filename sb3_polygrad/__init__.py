@@ -1,4 +1,9 @@
-"""sb3-polygrad: PolyGRAD (policy-guided trajectory diffusion world models) for Stable-Baselines3."""
+"""
+sb3-polygrad: PolyGRAD (policy-guided trajectory diffusion world models) for Stable-Baselines3.
+
+Docstrings and comments that cite "section X.Y" refer to that section of ``docs/method.md``, which describes the
+algorithm as this package implements it.
+"""
 
 from pathlib import Path
 

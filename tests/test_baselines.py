@@ -19,8 +19,8 @@ from sb3_polygrad.baselines import (
     sample_actions,
     time_imagination,
 )
+from sb3_polygrad.baselines.datasets import SACGaussianPolicy, TransitionDataset, collect_transitions
 from sb3_polygrad.common.simulator import set_sim_state, to_env_actions
-from sb3_polygrad.datasets import SACGaussianPolicy, TransitionDataset, collect_transitions
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 

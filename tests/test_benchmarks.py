@@ -2,22 +2,24 @@ import csv
 
 import pytest
 
-from benchmarks import report, run
+from benchmarks import diagnostic_presets, presets, report, run
 
 
 def test_zoo_hyperparams_fall_back_to_the_tuned_entry_of_another_version():
-    ppo = run.zoo_hyperparams("ppo", "InvertedPendulum-v4")
+    ppo = presets.zoo_hyperparams("ppo", "InvertedPendulum-v4")
     assert ppo["n_steps"] == 32  # the zoo's tuned InvertedPendulum-v2 entry, not `default`
-    assert run.zoo_hyperparams("sac", "InvertedPendulum-v4")["policy"] == "MlpPolicy"  # only `default` exists
-    assert "learning_starts" in run.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
+    assert presets.zoo_hyperparams("sac", "InvertedPendulum-v4")["policy"] == "MlpPolicy"  # only `default` exists
+    assert "learning_starts" in presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
 
 
 def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "RESULTS", tmp_path)
     monkeypatch.setitem(
-        run.PRESETS, "tiny", run.Preset(envs=(run.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo",), seeds=(0,))
+        run.PRESETS,
+        "tiny",
+        presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo",), seeds=(0,)),
     )
-    monkeypatch.setattr(run, "zoo_hyperparams", lambda algo, env: dict(policy="MlpPolicy", n_steps=256, batch_size=64))
+    monkeypatch.setattr(presets, "zoo_hyperparams", lambda algo, env: dict(policy="MlpPolicy", n_steps=256, batch_size=64))
     message = run.run_job("tiny", "ppo", run.PRESETS["tiny"].envs[0], 0)
     assert "ppo Pendulum-v1 seed 0" in message
     rows = list(csv.DictReader(run.job_csv("tiny", "ppo", "Pendulum-v1", 0).open()))
@@ -43,12 +45,19 @@ def test_steps_to_threshold(points, threshold, expected):
 
 
 def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_presets():
-    preset = run.Preset(
-        envs=(run.IP_20K,), algos=("polygrad",), hyperparam_overrides=dict(horizon=8), variants={"h5": dict(horizon=5)}
+    preset = presets.Preset(
+        envs=(presets.IP_20K,), algos=("polygrad",), hyperparam_overrides=dict(horizon=8), variants={"h5": dict(horizon=5)}
     )
     assert preset.job_algos() == ("polygrad", "polygrad[h5]")
-    shipped = run.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
+    shipped = presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
     assert preset.hyperparams("polygrad", "InvertedPendulum-v4") == {**shipped, "horizon": 8}
     assert preset.hyperparams("polygrad[h5]", "InvertedPendulum-v4") == {**shipped, "horizon": 5}
     with pytest.raises(ValueError, match="no variant 'h4'"):
         preset.hyperparams("polygrad[h4]", "InvertedPendulum-v4")
+
+
+def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
+    benchmarks, diagnostics = presets.BENCHMARK_PRESETS, diagnostic_presets.DIAGNOSTIC_PRESETS
+    assert not set(benchmarks) & set(diagnostics)
+    assert run.PRESETS == {**benchmarks, **diagnostics}  # every one of them a --preset choice
+    assert all(preset.algos == ("polygrad",) for preset in diagnostics.values())  # PolyGRAD alone, one change each

@@ -4,8 +4,8 @@ import pytest
 import torch as th
 from stable_baselines3 import SAC
 
+from sb3_polygrad.baselines.datasets import SACGaussianPolicy, TransitionDataset, collect_transitions, episode_returns
 from sb3_polygrad.common.simulator import replay_actions, to_env_actions
-from sb3_polygrad.datasets import SACGaussianPolicy, TransitionDataset, collect_transitions, episode_returns
 
 ENV_ID = "InvertedPendulum-v4"  # fast, terminates often under a random policy, action bounds [-3, 3]
 

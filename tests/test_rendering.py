@@ -1,5 +1,7 @@
 import io
 import os
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -10,7 +12,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.callbacks import ImaginationVideoCallback, preserved_random_state
-from sb3_polygrad.render import main as render_main
 from sb3_polygrad.video import (
     ObservationLayout,
     RenderingBackendError,
@@ -21,6 +22,7 @@ from sb3_polygrad.video import (
     select_gl_backend,
 )
 from sb3_polygrad.video import backend as backend_module
+from sb3_polygrad.video.render_command import main as render_main
 from sb3_polygrad.video.states import hold_after_termination
 
 
@@ -150,6 +152,13 @@ def test_render_command(tiny_kwargs, tmp_path):
     # Two horizons back to back: 1 + 2 * (H - 1) = 7 frames, then 5 held, at 10 fps.
     assert gif_duration_ms((tmp_path / "buffer.gif").read_bytes()) == (7 + 5) * 100
     assert (tmp_path / "policy.mp4").stat().st_size > 0
+
+
+def test_render_command_keeps_its_name_at_the_package_top():
+    # The code lives in video/render_command.py; `python -m sb3_polygrad.render` must still reach it.
+    command = [sys.executable, "-m", "sb3_polygrad.render", "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("usage: python -m sb3_polygrad.render")
 
 
 def test_callback_rejects_non_mujoco_env(tiny_kwargs, tmp_path):

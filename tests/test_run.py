@@ -4,13 +4,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, SimpleMultiObsEnv
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
 from sb3_polygrad import PolyGRAD
+from sb3_polygrad.world_model.denoisers import TransformerDenoiser
 
 
 class CountSteps(BaseCallback):
@@ -96,18 +96,37 @@ def test_several_envs(vec_env_cls, tiny_kwargs):
     env.close()
 
 
-def test_denoiser_transformer_and_ablations_run(tiny_kwargs):
-    kwargs = {**tiny_kwargs, "world_model_kwargs": dict(denoiser_kwargs=dict(d_model=16, n_layers=1, n_heads=2))}
-    PolyGRAD("MlpPolicy", "Pendulum-v1", denoiser="transformer", seed=0, **kwargs).learn(200)
-    for ablation in [
-        dict(guidance_type="none"),
-        dict(guidance_type="sample"),
-        dict(update_states=True),
-        dict(action_clip_std=None),
-        dict(states_for_guidance="posterior_mean"),
-        dict(n_sampling_steps=4),
-    ]:
-        PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **{**tiny_kwargs, **ablation}).learn(150)
+def sampler_setting(name: str):
+    """Read a sampler setting off a model."""
+    return lambda model: getattr(model.world_model.sampler, name)
+
+
+@pytest.mark.parametrize(
+    "overrides, reached, expected",
+    [
+        (dict(denoiser="transformer"), lambda model: type(model.world_model.denoiser), TransformerDenoiser),
+        (dict(guidance_type="none"), sampler_setting("guidance_type"), "none"),
+        (dict(guidance_type="sample"), sampler_setting("guidance_type"), "sample"),
+        (dict(update_states=True), sampler_setting("update_states"), True),
+        (dict(action_clip_std=None), sampler_setting("action_clip_std"), None),
+        (dict(states_for_guidance="posterior_mean"), sampler_setting("states_for_guidance"), "posterior_mean"),
+        (dict(n_sampling_steps=4), lambda model: len(model.world_model.schedule.sampling_t), 4),
+    ],
+)
+def test_transformer_denoiser_and_each_ablation_train(overrides, reached, expected, tiny_kwargs):
+    kwargs = {**tiny_kwargs, **overrides}
+    if overrides.get("denoiser") == "transformer":
+        kwargs["world_model_kwargs"] = dict(denoiser_kwargs=dict(d_model=16, n_layers=1, n_heads=2))
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **kwargs)
+    assert reached(model) == expected  # the switch reaches the part of the world model it configures
+    log_guidance_scale = model.log_guidance_scale.clone()
+    model.learn(150)
+    assert model._n_updates > 0  # actor-critic steps on imagined data, not only world-model updates
+    for key in ["train/world_model_loss", "train/actor_loss", "train/critic_loss", "train/imagined_action_std"]:
+        assert np.isfinite(model.logger.name_to_value[key]), key
+    # Only gradient guidance is tuned: the ablations that replace it leave g where it started.
+    tuned = model.world_model.sampler.guidance_type == "grad"
+    assert th.equal(model.log_guidance_scale, log_guidance_scale) != tuned
 
 
 def record_imagination(model: PolyGRAD) -> list:
@@ -193,10 +212,28 @@ def test_questionable_settings_warn():
         )
 
 
+class RecordActions(gym.Wrapper):
+    """Keep every action the env receives."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.received: list[np.ndarray] = []
+
+    def step(self, action):
+        self.received.append(np.array(action))
+        return self.env.step(action)
+
+
 def test_box_action_space_with_other_bounds_is_scaled(tiny_kwargs):
-    # Pendulum acts in [-2, 2]: stored actions are in [-1, 1] scaled units (unclipped samples may exceed them).
-    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    # Pendulum acts in [-2, 2]. The buffer keeps the policy's unclipped samples in [-1, 1]-scaled units; the env must
+    # receive them clipped to [-1, 1] and then unscaled to its own bounds.
+    recorder = RecordActions(gym.make("Pendulum-v1"))
+    model = PolyGRAD("MlpPolicy", DummyVecEnv([lambda: recorder]), seed=0, **tiny_kwargs)
     model.learn(200)
-    stored = model.replay_buffer.actions[: model.replay_buffer.pos]
-    assert np.abs(stored[:100]).max() <= 1.0  # uniform prefill
-    assert isinstance(model.action_space, spaces.Box)
+    stored = model.replay_buffer.actions[: model.replay_buffer.pos, 0]  # (200, 1), one env
+    received = np.stack(recorder.received)  # (200, 1)
+    assert received.shape == stored.shape
+    np.testing.assert_allclose(received, 2.0 * np.clip(stored, -1.0, 1.0), atol=1e-6)
+    assert np.abs(received).max() > 1.0  # the env's units, not the scaled ones
+    assert np.abs(stored[: tiny_kwargs["learning_starts"]]).max() <= 1.0  # the uniform prefill
+    assert np.abs(stored).max() > 1.0  # a Gaussian sample past the bound is stored as sampled, and clipped for the env

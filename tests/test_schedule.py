@@ -7,7 +7,7 @@ from sb3_polygrad.world_model.schedule import SAMPLING_COEFFICIENTS, DiffusionSc
 @pytest.mark.parametrize(
     "tau, golden",
     [
-        # alpha_bar at j = 0, 10, 32, 64, 96, 120, 127: the table of polygrad-method.md section 1.3 (numpy evaluation)
+        # alpha_bar at j = 0, 10, 32, 64, 96, 120, 127: the table of docs/method.md section 1.3 (numpy evaluation)
         (1.0, [0.9998, 0.982, 0.845, 0.488, 0.138, 0.0074, 1.5e-7]),
         (0.1, [1.0000, 0.998, 0.983, 0.931, 0.820, 0.612, 4.1e-4]),
     ],

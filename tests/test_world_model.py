@@ -2,7 +2,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from torch.nn import functional as F
 
+from sb3_polygrad.world_model.sampler import inpaint
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
@@ -53,11 +56,7 @@ def test_trained_denoiser_beats_copying_the_start_state():
     optimizer = th.optim.Adam(model.denoiser.parameters(), lr=1e-3)
     for _ in range(1500):
         idx = th.randint(0, n, (128,))
-        loss, _ = model.loss(WindowSamples(*(x[idx] for x in data[:4])))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        model.step_ema()
+        world_model_update(model, optimizer, WindowSamples(*(x[idx] for x in data[:4])))
     test = pendulum_windows(n_episodes=3, seed=1000)
     pred = model.sample_with_actions(test.observations[:, 0], test.actions, generator=th.Generator().manual_seed(0))
     mse = (pred.observations[:, 1] - test.observations[:, 1]).square().mean().item()
@@ -74,23 +73,60 @@ def test_trained_denoiser_beats_copying_the_start_state():
     assert strided_mse < copy_baseline / 4, (strided_mse, copy_baseline)
 
 
-def test_loss_and_imagine_shapes_for_both_denoisers():
-    for denoiser, kwargs in [
-        ("mlp", dict(hidden_dim=16, num_layers=1)),
-        ("transformer", dict(d_model=16, n_layers=1, n_heads=2)),
-    ]:
-        model = DiffusionWorldModel(3, 1, horizon=5, denoiser=denoiser, n_diffusion_steps=4, denoiser_kwargs=kwargs)
-        batch = WindowSamples(th.randn(6, 5, 3), th.randn(6, 5, 1), th.randn(6, 5), th.zeros(6, 5))
-        loss, info = model.loss(batch)
-        assert loss.dim() == 0 and "world_model_loss" in info
-        loss.backward()
+class StateDependentPolicy:
+    """A Gaussian policy in scaled action units whose mean follows the first state dimension."""
+
+    def action_distribution_params(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        mean = th.tanh(observations[..., :1])
+        return mean, th.full_like(mean, 0.5)
+
+
+@pytest.mark.parametrize(
+    "denoiser, kwargs",
+    [("mlp", dict(hidden_dim=16, num_layers=1)), ("transformer", dict(d_model=16, n_layers=1, n_heads=2))],
+)
+def test_loss_and_imagine_shapes_for_both_denoisers(denoiser, kwargs):
+    th.manual_seed(0)
+    model = DiffusionWorldModel(3, 1, horizon=5, denoiser=denoiser, n_diffusion_steps=4, denoiser_kwargs=kwargs)
+    batch = WindowSamples(th.randn(6, 5, 3), th.randn(6, 5, 1), th.randn(6, 5), th.zeros(6, 5))
+    loss, info = model.loss(batch)
+    assert loss.dim() == 0 and info["world_model_loss"] == loss.item()
+    loss.backward()
+    assert all(p.grad is not None for p in model.denoiser.parameters())
+
+    obs0 = th.randn(7, 3)
+    trajectory = model.imagine(obs0, StateDependentPolicy(), guidance_scale=0.01)
+    assert trajectory.observations.shape == (7, 5, 3) and trajectory.actions.shape == (7, 5, 1)
+    assert trajectory.rewards.shape == (7, 5) and trajectory.dones.shape == (7, 5)
+    assert th.equal(trajectory.observations[:, 0], obs0)  # the start state is exact, not a sample
+    assert set(trajectory.dones.unique().tolist()) <= {0.0, 1.0}
+    assert all(th.isfinite(x).all() for x in (trajectory.observations, trajectory.actions, trajectory.rewards))
 
 
 def test_epsilon_prediction_trains():
+    th.manual_seed(0)
+    data = pendulum_windows(n_episodes=10)
     model = small_model(predict_epsilon=True)
-    batch = WindowSamples(th.randn(8, 2, 3), th.randn(8, 2, 1), th.randn(8, 2), th.zeros(8, 2))
+    model.normalizer.update(data.observations[:, 0], data.actions[:, 0], data.rewards[:, 0], data.terminals[:, 0])
+    batch = WindowSamples(*(x[:256] for x in data[:4]))
+
+    # The loss is the MSE between the network's output and the noise that made x_t (with the start state inpainted).
+    th.manual_seed(1)
     loss, _ = model.loss(batch)
-    assert th.isfinite(loss)
+    th.manual_seed(1)
+    x0 = model.normalizer.pack(batch.observations, batch.rewards, batch.terminals)
+    t = th.randint(0, model.schedule.n_diffusion_steps, (x0.shape[0],))
+    noise = th.randn_like(x0)
+    x_t = inpaint(model.schedule.q_sample(x0, t, noise), x0[:, 0, :3])
+    actions = model.normalizer.actions.normalize(batch.actions)
+    out = model.denoiser(x_t, model.schedule.q_sample(actions, t, th.zeros_like(actions)), t)
+    th.testing.assert_close(loss, F.mse_loss(inpaint(out, noise[:, 0, :3]), noise))
+
+    # Training steps on it learn to predict the noise: the loss falls well below its start.
+    optimizer = th.optim.Adam(model.denoiser.parameters(), lr=1e-3)
+    losses = [world_model_update(model, optimizer, batch) for _ in range(300)]
+    assert np.mean(losses[-20:]) < np.mean(losses[:20]) / 5, (losses[:20], losses[-20:])
+    assert int(model.n_updates) == 300
 
 
 def test_bad_input_is_rejected_at_the_boundary():

@@ -202,7 +202,7 @@ def test_wrapper_entry_without_the_hook(tmp_path):
 
 def test_two_optimization_workers_share_one_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    # Created once beforehand, as in the README's recipe: concurrent creation of a fresh database can race.
+    # Created once beforehand, as in docs/rl_zoo.md's recipe: concurrent creation of a fresh database can race.
     optuna.create_study(storage=storage, study_name="polygrad", direction="maximize")
     args = ["-m", "rl_zoo3.train", "--algo", "polygrad", "--env", "Pendulum-v1", "-n", "200", "--num-threads", "1"]
     args += ["-optimize", "--n-trials", "2", "--n-jobs", "1", "--n-evaluations", "1", "--eval-episodes", "1"]

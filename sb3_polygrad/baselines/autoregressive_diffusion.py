@@ -7,6 +7,7 @@ import torch as th
 from sb3_polygrad.baselines.base import ComparisonWorldModel, one_step_rollout
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.sampler import GuidancePolicy
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
@@ -54,12 +55,7 @@ class AutoregressiveDiffusion(ComparisonWorldModel):
     def train_step(self, batch: WindowSamples) -> dict[str, float]:
         actions = batch.actions.clone()
         actions[:, 1] = self._placeholder_action(actions.shape[0], actions.device)
-        loss, info = self.world_model.loss(batch._replace(actions=actions))
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.world_model.step_ema()
-        return info
+        return {"world_model_loss": world_model_update(self.world_model, self.optimizer, batch._replace(actions=actions))}
 
     def _step(self, states: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         action = actions[:, -1]

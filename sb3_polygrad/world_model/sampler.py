@@ -320,9 +320,10 @@ class PolicyGuidedSampler:
                 x0_hat = self._guide_states(x0_hat, guide_states, guided_raw_actions, normalizer, policy, guidance_scale, obs0)
                 mean = self._posterior_mean(x0_hat, x, coef_x0, coef_xt, clip_states=False)
         if final:
-            # 6. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
+            # 5. Final step: no noise (at t = 0 the mean is x0_hat up to the state clip).
             return mean, actions
         assert state_noise is not None
+        # 6. The next, less noisy window: the posterior mean plus the step's noise, the start state inpainted.
         return inpaint(mean + std * state_noise, obs0), actions
 
     @staticmethod

@@ -10,7 +10,7 @@ def sample_polygrad_params(trial: "optuna.Trial", n_actions: int, n_envs: int, a
     """
     Sample the hyperparameters that the paper tunes or that the defaults are most sensitive to.
 
-    Each range brackets the paper's value (in brackets, ``polygrad-method.md`` section 4.1); everything else comes from
+    Each range brackets the paper's value (in brackets, section 4.1 of ``docs/method.md``); everything else comes from
     the YAML entry and ``-params``. The architecture is left to the YAML: it sets the cost of a trial, not its outcome.
 
     :param trial: the Optuna trial

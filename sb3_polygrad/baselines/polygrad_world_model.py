@@ -6,12 +6,14 @@ from typing import Any
 import torch as th
 
 from sb3_polygrad.baselines.base import ComparisonWorldModel
+from sb3_polygrad.world_model.guidance_tuning import tune_guidance_scale
 from sb3_polygrad.world_model.normalization import TransitionNormalizer
 from sb3_polygrad.world_model.sampler import GuidancePolicy, standardized_action_std
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DenoiserName, DiffusionWorldModel
 
-# Adam rates of the reference's world-model-only configs (polygrad-method.md section 4.4).
+# Adam rates of the reference's world-model-only configs (section 4.4).
 DEFAULT_LEARNING_RATES: dict[str, float] = {"mlp": 3e-4, "causal_mlp": 3e-4, "transformer": 1e-4}
 
 
@@ -20,8 +22,9 @@ class PolyGRADWorldModel(ComparisonWorldModel):
     Policy-guided trajectory diffusion: one denoising run of N steps produces all H rows and the actions together.
 
     Trained on windows of ``horizon`` rows; ``imagine`` produces trajectories of exactly that length. The guidance scale
-    is tuned as in the paper's world-model-only runs (SGD on ``log g`` towards imagined actions of standardised std 1,
-    ``guidance_learning_rate`` 3e-2), whenever the experiment calls ``adapt_to_policy``.
+    is tuned by PolyGRAD's own tuner (``tune_guidance_scale``: SGD on ``log g`` towards imagined actions of standardised
+    std 1, capped where a larger g has no effect) at the rate of the paper's world-model-only runs
+    (``guidance_learning_rate`` 3e-2), whenever the experiment calls ``adapt_to_policy``.
 
     :param obs_dim: O
     :param action_dim: A
@@ -69,12 +72,7 @@ class PolyGRADWorldModel(ComparisonWorldModel):
         return self.log_guidance_scale.exp().item()
 
     def train_step(self, batch: WindowSamples) -> dict[str, float]:
-        loss, info = self.world_model.loss(batch)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.world_model.step_ema()
-        return info
+        return {"world_model_loss": world_model_update(self.world_model, self.optimizer, batch)}
 
     def supports_horizon(self, horizon: int) -> bool:
         return horizon == self.world_model.horizon
@@ -86,13 +84,17 @@ class PolyGRADWorldModel(ComparisonWorldModel):
 
     def adapt_to_policy(self, start_states: th.Tensor, policy: GuidancePolicy) -> dict[str, float]:
         """
-        Imagine from ``start_states`` and take one SGD step on ``log g``: ``log g += lr * (std(z) - 1)`` (section 1.5).
+        Imagine from ``start_states`` and take one step of the guidance-scale tuner (``tune_guidance_scale``, section 1.5).
 
         :param start_states: raw states, shape (B, O)
         :param policy: the guiding policy
         :return: the standardised std of the imagined actions and the new guidance scale
         """
-        action_std = standardized_action_std(policy, self.imagine(start_states, policy, self.world_model.horizon))
+        trajectory = self.imagine(start_states, policy, self.world_model.horizon)
+        action_std = standardized_action_std(policy, trajectory)
         if self.tune_guidance:
-            self.log_guidance_scale += self.guidance_learning_rate * (action_std - 1.0)
+            with th.no_grad():
+                # Over the imagined states: the study's SAC policy has a std that depends on the state.
+                max_std = policy.action_distribution_params(trajectory.observations[:, :-1])[1].max().item()
+            tune_guidance_scale(self.log_guidance_scale, action_std, max_std, self.guidance_learning_rate)
         return {"imagined_action_std": action_std, "guidance_scale": self.guidance_scale}

@@ -1,0 +1,58 @@
+"""
+Diagnostics, not benchmarks: single-task runs that explain PolyGRAD's InvertedPendulum results in ``docs/results.md``
+(*Online RL*). Each holds the quick preset's InvertedPendulum setting (20k env steps, evaluated every 2k) unless it says
+otherwise, and changes one thing about PolyGRAD. They run like the benchmarks::
+
+    python -m benchmarks.run --preset ip-oracle
+    python -m benchmarks.report --preset ip-oracle
+"""
+
+from typing import Any
+
+from benchmarks.presets import IP_20K, EnvSetting, Preset
+
+
+def ip_polygrad(**hyperparam_overrides: Any) -> Preset:
+    """PolyGRAD alone on the quick preset's InvertedPendulum setting (20k env steps, 3 seeds), its zoo entry overridden.
+
+    :param hyperparam_overrides: PolyGRAD constructor arguments that replace the zoo entry's
+    :return: the preset
+    """
+    return Preset(envs=(IP_20K,), algos=("polygrad",), hyperparam_overrides=hyperparam_overrides)
+
+
+DIAGNOSTIC_PRESETS: dict[str, Preset] = {
+    # PolyGRAD alone on InvertedPendulum past the quick budget: what happens after the policy gets good.
+    "ip-50k": Preset(envs=(EnvSetting("InvertedPendulum-v4", 50_000, 2_000, 950.0),), algos=("polygrad",), seeds=(0, 1)),
+    # The causally masked denoiser (world_model/causal_mlp.py), 3 seeds.
+    "ip-causal": ip_polygrad(denoiser="causal_mlp"),
+    # Two agent rounds per training call and the censored log-likelihood, 3 seeds.
+    "ip-censored": ip_polygrad(agent_gradient_steps=2, censored_log_prob=True),
+    # Learning from rollouts in the simulator instead of imagination (a perfect world model): what the learner does when
+    # imagination is exact. Not a world-model method.
+    "ip-oracle": ip_polygrad(imagination="simulator"),
+    # The causal MLP sampled one step after another instead of by guided joint denoising (imagination="sequential", 8
+    # sampling steps to halve the cost of its H - 1 passes): what the same kind of world model gives when every imagined
+    # action is a policy sample at the state it is taken in. Not PolyGRAD.
+    "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
+    # ip-sequential at horizon 5: 4 sequential passes instead of 9, half the cost. Not PolyGRAD.
+    "ip-sequential-h5": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8, horizon=5),
+    # Single changes to PolyGRAD's InvertedPendulum entry, one seed each, the entry itself beside them. Further seeds of a
+    # variant: --algos 'polygrad[<label>]' --seeds 1 2.
+    "ip-screen": Preset(
+        envs=(IP_20K,),
+        algos=("polygrad",),
+        seeds=(0,),
+        variants={
+            "horizon5": dict(horizon=5),
+            "horizon5-causal": dict(horizon=5, denoiser="causal_mlp"),
+            "sampling32": dict(n_sampling_steps=None),  # all 32 diffusion steps, not 16 of them
+            "guidance-sample": dict(guidance_type="sample"),
+            "update-states": dict(update_states=True),
+            "guidance-posterior-mean": dict(states_for_guidance="posterior_mean"),
+            "batch1024": dict(imagination_batch_size=1024),
+            "kl0.02": dict(target_policy_update=0.02),
+            "no-state-clip": dict(state_change_clip=None),
+        },
+    ),
+}

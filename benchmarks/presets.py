@@ -1,0 +1,105 @@
+"""
+The presets of ``python -m benchmarks.run``: what a preset is (envs, algorithms, seeds, hyperparameter overrides), and
+the benchmarks proper, PolyGRAD against PPO, SAC and TRPO with each algorithm's RL Zoo hyperparameters.
+
+The single-task diagnostics that explain the InvertedPendulum results are a separate group, in ``diagnostic_presets.py``.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """One env of a preset: its budget, evaluation cadence and the return that counts as solved."""
+
+    env_id: str
+    budget: int
+    eval_freq: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A grid of envs, algorithms and seeds."""
+
+    envs: tuple[EnvSetting, ...]
+    algos: tuple[str, ...] = ("polygrad", "ppo", "sac", "trpo")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_eval_episodes: int = 10
+    device: str = "cpu"
+    hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
+    # PolyGRAD variants run beside the algorithms, as algorithm "polygrad[<label>]": label -> further overrides
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def job_algos(self) -> tuple[str, ...]:
+        """The preset's algorithms, then one ``polygrad[<label>]`` per variant."""
+        return self.algos + tuple(f"polygrad[{label}]" for label in self.variants)
+
+    def variant_overrides(self, algo: str) -> dict[str, Any]:
+        """The overrides of ``algo``'s variant (none for a plain algorithm); a ValueError for a label the preset lacks."""
+        _, label = split_variant(algo)
+        if label and label not in self.variants:
+            raise ValueError(f"{algo}: the preset has no variant {label!r} (it has {sorted(self.variants)})")
+        return self.variants.get(label, {})
+
+    def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
+        """The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides."""
+        return {**zoo_hyperparams(split_variant(algo)[0], env_id), **self.hyperparam_overrides, **self.variant_overrides(algo)}
+
+
+def split_variant(algo: str) -> tuple[str, str]:
+    """``"polygrad[label]"`` -> ``("polygrad", "label")``; a plain algorithm -> ``(algo, "")``."""
+    base, _, label = algo.partition("[")
+    return base, label.removesuffix("]")
+
+
+def zoo_config(algo: str) -> str:
+    """Path of the algorithm's zoo hyperparameter file (PolyGRAD's is the one its package ships)."""
+    import rl_zoo3
+
+    from sb3_polygrad.zoo.registration import hyperparams_path
+
+    if algo == "polygrad":
+        return str(hyperparams_path())
+    return str(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
+
+
+def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
+    """
+    The zoo's entry for ``env_id``; where it has none, the tuned entry of the same task at another version (the zoo's
+    MuJoCo entries predate some versions, e.g. PPO is tuned on ``InvertedPendulum-v2`` only), then ``default``.
+    """
+    import yaml
+
+    entries = yaml.safe_load(Path(zoo_config(algo)).read_text())
+    task = env_id.rsplit("-v", 1)[0]
+    for key in [env_id, *(f"{task}-v{v}" for v in (4, 5, 3, 2))]:
+        if key in entries:
+            return dict(entries[key])
+    return dict(entries["default"])
+
+
+IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
+
+# Every algorithm with its zoo hyperparameters, 3 seeds: PolyGRAD against PPO, SAC and TRPO.
+BENCHMARK_PRESETS: dict[str, Preset] = {
+    # CPU-sized: two small MuJoCo tasks, 20k env steps.
+    "quick": Preset(
+        envs=(
+            IP_20K,
+            EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
+        ),
+    ),
+    # Hopper at 100k env steps and the paper's tasks and budgets: GPU-sized.
+    "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
+    "paper": Preset(
+        envs=(
+            EnvSetting("Hopper-v4", 1_000_000, 10_000, 3_000.0),
+            EnvSetting("Walker2d-v4", 1_500_000, 10_000, 3_000.0),
+            EnvSetting("HalfCheetah-v4", 1_500_000, 10_000, 5_000.0),
+        ),
+        device="auto",
+    ),
+}
