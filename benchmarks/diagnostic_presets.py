@@ -55,4 +55,13 @@ DIAGNOSTIC_PRESETS: dict[str, Preset] = {
             "no-state-clip": dict(state_change_clip=None),
         },
     ),
+    # Closed-loop imagination (this package's extension, docs/closed_loop_imagination.md): the causal world model trained
+    # with a noise level per row, sampled in one staggered pass whose actions are the policy's own samples. Variants:
+    # how many denoising iterations each imagined step lags the one before it (imagination_row_lag).
+    "ip-closed-loop": Preset(
+        envs=(IP_20K,),
+        algos=(),
+        hyperparam_overrides=dict(imagination="closed_loop", denoiser="causal_mlp"),
+        variants={f"lag{lag:g}": dict(imagination_row_lag=lag) for lag in (0.0, 0.5, 1.0, 2.0)},
+    ),
 }

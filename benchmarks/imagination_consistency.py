@@ -25,7 +25,8 @@ import torch as th
 import yaml
 
 from benchmarks.imagination_fidelity import replay, write
-from benchmarks.run import RESULTS, zoo_hyperparams
+from benchmarks.presets import zoo_hyperparams
+from benchmarks.run import RESULTS
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import simulator_rollouts
 from sb3_polygrad.polygrad.imagination import (

@@ -20,10 +20,6 @@ CODE = [
     *sorted((ROOT / "hyperparams").glob("*.yml")),
     ROOT / "setup.py",
 ]
-# Files that still name the method note by its old, unshipped name; the algorithm's owner switches them to
-# docs/method.md. Remove an entry once its file is switched.
-PENDING_METHOD_NOTE = {"sb3_polygrad/polygrad/polygrad.py"}
-
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 # "section 1.4", "sections 3.4 and 3.5"; a citation of another paper ("Nichol & Dhariwal 2021, section 4") is not ours.
@@ -75,7 +71,7 @@ def test_code_names_only_docs_that_exist(path):
     text, name = path.read_text(), str(path.relative_to(ROOT))
     for doc in re.findall(r"\bdocs/[\w/.-]+\.md\b", text):
         assert (ROOT / doc).exists(), f"{name} names {doc}"
-    if name not in PENDING_METHOD_NOTE and path != Path(__file__):
+    if path != Path(__file__):
         assert "polygrad-method.md" not in text, f"{name} cites a note the repository does not ship: use docs/method.md"
 
 

@@ -11,7 +11,6 @@ Where PolyGRAD's actor-critic gets its trajectories: interchangeable imagination
 - ``"simulator"``: a diagnostic, the policy's rollouts in the simulator itself (a perfect world model).
 """
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Literal
@@ -21,6 +20,7 @@ import torch as th
 
 from sb3_polygrad.common.simulator import simulator_rollouts
 from sb3_polygrad.polygrad.policies import PolyGRADPolicy
+from sb3_polygrad.world_model.guidance_tuning import tune_guidance_scale
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
@@ -56,8 +56,8 @@ class Imagination(ABC):
 
 class GuidedImagination(Imagination):
     """
-    The paper's imagination: the policy-guided sampler, and the tuner of its guidance scale g (SGD on ``log g`` with
-    loss ``-log g * (std - 1)``: wider-than-policy imagined actions strengthen guidance).
+    The paper's imagination: the policy-guided sampler (section 1.4), and the tuner of its guidance scale g (section
+    1.5, ``world_model/guidance_tuning.py``).
 
     :param world_model: the diffusion world model
     :param policy: the policy that guides the sampler
@@ -86,10 +86,7 @@ class GuidedImagination(Imagination):
 
     def adapt(self, action_std: float, action_bias: float) -> dict[str, float]:
         if self.tune:
-            self.log_guidance_scale += self.learning_rate * (action_std - 1.0)
-            # The sampler caps the step at g = sigma^2, so a larger g has no effect: stop the tuner from winding up
-            # beyond it, or it takes hundreds of updates to come back once less guidance is needed.
-            self.log_guidance_scale.clamp_(max=2 * math.log(self.policy.actor.std().max().item()))
+            tune_guidance_scale(self.log_guidance_scale, action_std, self.policy.actor.std().max().item(), self.learning_rate)
         return {"guidance_scale": self.log_guidance_scale.exp().item()}
 
 

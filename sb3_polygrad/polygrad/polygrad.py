@@ -38,6 +38,7 @@ from sb3_polygrad.polygrad.imagination import (
 from sb3_polygrad.polygrad.policies import Actor, MlpPolicy, PolyGRADPolicy
 from sb3_polygrad.polygrad.window_gate import WindowGate
 from sb3_polygrad.world_model.sampler import GuidanceStates, GuidanceType, standardized_action_stats
+from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DENOISERS, DenoiserName, DiffusionWorldModel
 
@@ -53,7 +54,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     Real steps fill a replay buffer; every ``train_freq`` steps a diffusion world model takes ``gradient_steps`` updates
     on real H-step windows, then (after ``world_model_warmup`` more steps) it imagines ``imagination_batch_size``
     on-policy trajectories from real start states with the policy-guided sampler, and the actor-critic takes one step on
-    them. The defaults are the paper's (``polygrad-method.md`` section 4.1), except that ``learning_starts`` random steps
+    them. The defaults are the paper's (section 4.1), except that ``learning_starts`` random steps
     are counted in ``num_timesteps`` (the reference does not count its 5000 prefill steps).
 
     :param policy: the policy model to use (``"MlpPolicy"``)
@@ -527,15 +528,12 @@ class PolyGRAD(OffPolicyAlgorithm):
 
     def _train_world_model(self, gradient_steps: int, batch_size: int) -> None:
         self.world_model.train()
-        losses = []
-        for _ in range(gradient_steps):
-            batch = self.replay_buffer.sample_windows(batch_size, self.horizon)
-            loss, _ = self.world_model.loss(batch)
-            self.world_model_optimizer.zero_grad()
-            loss.backward()
-            self.world_model_optimizer.step()
-            self.world_model.step_ema()
-            losses.append(loss.item())
+        losses = [
+            world_model_update(
+                self.world_model, self.world_model_optimizer, self.replay_buffer.sample_windows(batch_size, self.horizon)
+            )
+            for _ in range(gradient_steps)
+        ]
         self.logger.record("train/world_model_loss", float(np.mean(losses)))
 
     def _record_imagination(self, trajectory: ImaginedTrajectory) -> None:
