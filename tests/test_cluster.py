@@ -4,9 +4,17 @@ multi-machine ``-optimize`` recipe on a real PostgreSQL server.
 """
 
 import csv
+import os
+import re
+import subprocess
 import sys
+import uuid
+from pathlib import Path
 
+import optuna
 import pytest
+import yaml
+from test_zoo import QUIET, TINY_PARAMS, run_python
 
 from benchmarks import backends, run
 
@@ -67,3 +75,69 @@ def test_jobs_ask_for_a_gpu_where_the_preset_runs_on_one(device, cluster_gpus, e
 def test_cuda_preset_on_a_cluster_without_gpus_fails_at_once():
     with pytest.raises(ValueError, match="no GPU"):
         backends.gpus_per_job("cuda", 0)
+
+
+def require_postgres() -> str:
+    """
+    The SQLAlchemy URL of a PostgreSQL database for Optuna studies, from SB3_POLYGRAD_POSTGRES_URL (which ``.ci/run``
+    sets after it starts a server), or a skip that says what is missing; CI sets SB3_POLYGRAD_REQUIRE_POSTGRES=1 to fail
+    instead.
+    """
+    url = os.environ.get("SB3_POLYGRAD_POSTGRES_URL")
+    missing = "" if url else "SB3_POLYGRAD_POSTGRES_URL is not set: no PostgreSQL server to test against (.ci/postgres)"
+    try:
+        import psycopg  # noqa: F401  # the driver that postgresql+psycopg:// URLs name
+    except ImportError:
+        missing = missing or "no PostgreSQL driver: pip install -e '.[cluster]'"
+    if missing:
+        if os.environ.get("SB3_POLYGRAD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    assert url is not None
+    return url
+
+
+def finished_trials(output: str) -> list[int]:
+    """The numbers of the trials that Optuna reports finished in one worker's log."""
+    return [int(number) for number in re.findall(r"Trial (\d+) finished", output)]
+
+
+def test_two_optimize_workers_on_two_machines_share_one_postgresql_study(tmp_path):
+    """The README's multi-machine recipe, with a tiny budget: each worker has its own directory, as on its own machine."""
+    storage = require_postgres()
+    study_name = f"polygrad-hopper-{uuid.uuid4().hex[:8]}"  # a fresh study in a database that outlives the test
+    optuna_cli = Path(sys.executable).with_name("optuna")  # the console script that installs beside this interpreter
+    study_args = ["--storage", storage, "--study-name", study_name]
+    create = [str(optuna_cli), "create-study", *study_args, "--direction", "maximize", "--skip-if-exists"]
+    created = subprocess.run(create, capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0, created.stderr[-3000:]
+    try:
+        args = ["-m", "rl_zoo3.train", "--algo", "polygrad", "--env", "Hopper-v4", "-optimize", *study_args]
+        args += ["--n-trials", "2", "--n-jobs", "1", "-n", "200", "--n-evaluations", "2", "--sampler", "tpe"]
+        args += ["--pruner", "median", "--no-optim-plots", "--eval-episodes", "1", "--num-threads", "1"]
+        machines = [tmp_path / "machine1", tmp_path / "machine2"]
+        workers = []
+        for seed, machine in enumerate(machines, start=1):
+            machine.mkdir()
+            command = [sys.executable, *args, "--seed", str(seed), "-params", *TINY_PARAMS]
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            workers.append(
+                subprocess.Popen(command, cwd=machine, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            )
+        outputs = []
+        for worker in workers:
+            output, _ = worker.communicate(timeout=600)
+            assert worker.returncode == 0, output[-3000:]
+            outputs.append(output)
+        # Each worker ran its own two trials of the one study: four trials, two from each.
+        first, second = (finished_trials(output) for output in outputs)
+        assert len(first) == len(second) == 2 and sorted(first + second) == [0, 1, 2, 3]
+        trials = optuna.load_study(storage=storage, study_name=study_name).trials
+        assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+        # The recipe's last step, on a third machine: train with a finished trial's hyperparameters.
+        run_python(["-m", "rl_zoo3.train", "--algo", "polygrad", "--env", "Hopper-v4", *study_args, "--trial-id", "3",
+                    "-n", "200", *QUIET, "-params", *TINY_PARAMS], tmp_path)  # fmt: skip
+        config = yaml.load((tmp_path / "logs/polygrad/Hopper-v4_1/Hopper-v4/config.yml").read_text(), Loader=yaml.UnsafeLoader)
+        assert config["learning_rate"] == trials[3].params["learning_rate"]
+    finally:
+        optuna.delete_study(storage=storage, study_name=study_name)
