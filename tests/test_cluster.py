@@ -57,6 +57,23 @@ def test_ray_backend_gives_the_rows_of_the_process_pool(tmp_path, monkeypatch, t
     assert "local Ray instance of 2 CPUs" in (tmp_path / "ray" / "tiny" / "machine.txt").read_text()
 
 
+def fails_on_seed_1(preset: run.Preset, algo: str, setting: run.EnvSetting, seed: int) -> list[dict]:
+    """A stand-in for run_job (module level, so that the pool pickles it): one evaluation row, or an error for seed 1."""
+    if seed == 1:
+        raise RuntimeError("diverged")
+    return [
+        dict(algo=algo, env=setting.env_id, seed=seed, env_steps=0, eval_return=1.0, eval_return_std=0.0, wall_clock_s=0.0)
+    ]
+
+
+def test_a_failed_job_is_reported_and_the_others_are_saved(tmp_path, monkeypatch, capsys, tiny_kwargs):
+    monkeypatch.setattr(run, "run_job", fails_on_seed_1)
+    with pytest.raises(SystemExit, match=r"1 of 2 jobs failed \(polygrad Pendulum-v1 seed 1\)"):
+        run_preset(monkeypatch, tmp_path, tiny_preset(tiny_kwargs))
+    assert "RuntimeError: diverged" in capsys.readouterr().out  # with the traceback
+    assert [path.name for path in (tmp_path / "tiny" / "runs").iterdir()] == ["polygrad_Pendulum-v1_0.csv"]
+
+
 def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch, capsys, tiny_kwargs):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     monkeypatch.setitem(run.PRESETS, "tiny", tiny_preset(tiny_kwargs))
