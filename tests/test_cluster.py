@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -123,9 +122,11 @@ def test_two_optimize_workers_on_two_machines_share_one_postgresql_study(tmp_pat
     """The README's multi-machine recipe, with a tiny budget: each worker has its own directory, as on its own machine."""
     storage = require_postgres()
     study_name = f"polygrad-hopper-{uuid.uuid4().hex[:8]}"  # a fresh study in a database that outlives the test
-    optuna_cli = Path(sys.executable).with_name("optuna")  # the console script that installs beside this interpreter
+    # `optuna create-study`: the optuna console script's entry point, run by this interpreter (a venv that uses the system's
+    # site-packages has no script of its own)
+    optuna_cli = [sys.executable, "-c", "import sys; from optuna.cli import main; sys.exit(main())"]
     study_args = ["--storage", storage, "--study-name", study_name]
-    create = [str(optuna_cli), "create-study", *study_args, "--direction", "maximize", "--skip-if-exists"]
+    create = [*optuna_cli, "create-study", *study_args, "--direction", "maximize", "--skip-if-exists"]
     created = subprocess.run(create, capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr[-3000:]
     try:
