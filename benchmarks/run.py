@@ -4,10 +4,12 @@ Side-by-side benchmark: PolyGRAD against SB3's PPO and SAC and sb3-contrib's TRP
 Each (algo, env, seed) job is built by the RL Zoo's own ``ExperimentManager`` from that algorithm's zoo hyperparameters
 (PolyGRAD's from ``hyperparams/polygrad.yml``) with the preset's overrides, trained for the preset's env-step budget,
 and evaluated every ``eval_freq`` env steps with the deterministic policy on a separate env. Jobs run in parallel
-processes; each writes its own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without
+processes, or as the tasks of a Ray cluster (``--backend ray``, docs/cluster.md); each returns its rows, which this
+process writes to the job's own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without
 redoing finished jobs, and all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``.
 
     python -m benchmarks.run --preset quick --workers 2
+    python -m benchmarks.run --preset paper --backend ray --address auto
     python -m benchmarks.report --preset quick
 
 The benchmark presets are in ``presets.py``; the InvertedPendulum diagnostics, which run the same way, in
@@ -21,12 +23,13 @@ import platform
 import shutil
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
 from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant, zoo_config
 
@@ -40,8 +43,16 @@ def job_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:
     return RESULTS / preset / "runs" / f"{algo}_{env_id}_{seed}.csv"
 
 
-def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
-    """Train and evaluate one (algo, env, seed); rows go to the job's CSV, written atomically at the end."""
+def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[dict[str, Any]]:
+    """
+    Train and evaluate one (algo, env, seed), in a worker process or a Ray task: nothing is written that the driver needs.
+
+    :param preset: the preset itself, not its name: a Ray worker imports the shipped module, without the driver's changes
+    :param algo: an algorithm or ``polygrad[<label>]`` variant of the preset
+    :param setting: one of the preset's envs
+    :param seed: the seed
+    :return: one row of ``FIELDS`` per evaluation
+    """
     import torch as th
     from rl_zoo3.exp_manager import ExperimentManager
     from stable_baselines3.common.callbacks import BaseCallback
@@ -53,7 +64,6 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
     register()
-    preset = PRESETS[preset_name]
     hyperparams = preset.hyperparams(algo, setting.env_id)
     base_algo = split_variant(algo)[0]
     rows: list[dict[str, Any]] = []
@@ -100,23 +110,37 @@ def run_job(preset_name: str, algo: str, setting: EnvSetting, seed: int) -> str:
         manager.learn(model)
     finally:
         shutil.rmtree(log_folder, ignore_errors=True)
-    out = job_csv(preset_name, algo, setting.env_id, seed)
+    return rows
+
+
+def save_job(preset_name: str, algo: str, env_id: str, seed: int, rows: list[dict[str, Any]]) -> str:
+    """
+    Write a finished job's rows to its CSV, atomically: a job counts as done only once its whole CSV is written.
+
+    :param preset_name: the preset
+    :param algo: the job's algorithm
+    :param env_id: the job's env
+    :param seed: the job's seed
+    :param rows: what :func:`run_job` returned
+    :return: a one-line summary
+    """
+    out = job_csv(preset_name, algo, env_id, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out)  # a job counts as done only once its whole CSV is written
-    return f"{algo} {setting.env_id} seed {seed}: final eval {rows[-1]['eval_return']:.1f} in {rows[-1]['wall_clock_s']:.0f} s"
+    tmp.replace(out)
+    return f"{algo} {env_id} seed {seed}: final eval {rows[-1]['eval_return']:.1f} in {rows[-1]['wall_clock_s']:.0f} s"
 
 
-def jobs(preset_name: str, algos: list[str] | None, seeds: list[int] | None) -> Iterator[tuple[str, str, EnvSetting, int]]:
-    preset = PRESETS[preset_name]
+def jobs(preset: Preset, algos: list[str] | None, seeds: list[int] | None) -> Iterator[tuple[Preset, str, EnvSetting, int]]:
+    """The arguments of :func:`run_job` for each job of ``preset``, or of the given subset of its algorithms and seeds."""
     for setting in preset.envs:
         for seed in seeds or preset.seeds:
             for algo in algos or preset.job_algos():
-                yield preset_name, algo, setting, seed
+                yield preset, algo, setting, seed
 
 
 def merge(preset_name: str) -> Path:
@@ -131,13 +155,15 @@ def merge(preset_name: str) -> Path:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument("--algos", nargs="+", help="subset of the preset's algorithms (variants: 'polygrad[<label>]')")
     parser.add_argument("--seeds", nargs="+", type=int, help="subset of the preset's seeds")
-    parser.add_argument("--workers", type=int, default=2, help="parallel processes")
-    args = parser.parse_args()
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes, or the CPUs of a local Ray instance")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local", help="a process pool, or Ray tasks")
+    parser.add_argument("--address", help="--backend ray: a running cluster ('auto', 'ray://HEAD:10001'); else a local one")
+    args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     for algo in args.algos or ():
         try:
@@ -147,21 +173,42 @@ def main() -> None:
     from tqdm import tqdm
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    todo = [job for job in jobs(args.preset, args.algos, args.seeds) if not job_csv(*job[:2], job[2].env_id, job[3]).exists()]
-    (RESULTS / args.preset).mkdir(parents=True, exist_ok=True)
-    with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
-        f.write(
-            f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
-            f"algos {' '.join(args.algos or preset.job_algos())}; workers {args.workers}\n"
-        )
-    print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
-    with ProcessPoolExecutor(args.workers) as pool, tqdm(total=len(todo), desc=args.preset) as bar:
-        futures = [pool.submit(run_job, *job) for job in todo]
-        for future in as_completed(futures):
-            bar.write(future.result())
-            bar.update()
+    todo = [
+        job for job in jobs(preset, args.algos, args.seeds) if not job_csv(args.preset, job[1], job[2].env_id, job[3]).exists()
+    ]
+    backend: LocalBackend | RayBackend = LocalBackend(args.workers)
+    if args.backend == "ray":
+        try:
+            backend = RayBackend(args.address, args.workers, preset.device)
+        except ImportError as error:  # Ray is an optional extra
+            parser.error(str(error))
+    failed = []
+    with backend:
+        (RESULTS / args.preset).mkdir(parents=True, exist_ok=True)
+        with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
+            f.write(
+                f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
+                f"algos {' '.join(args.algos or preset.job_algos())}; {backend.describe()}\n"
+            )
+        print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
+        with tqdm(total=len(todo), desc=args.preset) as bar:
+            for (_, algo, setting, seed), result in backend.results(run_job, todo):
+                try:
+                    rows = result()
+                except Exception as error:  # the other jobs go on and are saved; this one reruns next time
+                    failed.append(f"{algo} {setting.env_id} seed {seed}")
+                    bar.write(f"{failed[-1]} failed:\n{''.join(traceback.format_exception(error))}")
+                else:
+                    bar.write(save_job(args.preset, algo, setting.env_id, seed, rows))
+                bar.update()
     print(f"results: {merge(args.preset)}")
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(todo)} jobs failed ({', '.join(failed)}); run again to retry them")
 
 
 if __name__ == "__main__":
-    main()
+    # main() of the importable module, not of __main__: Ray pickles the job function and the preset by reference to
+    # their module, which a worker can import (a spawned process pool likewise).
+    from benchmarks import run
+
+    run.main()

@@ -20,10 +20,12 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
         presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo",), seeds=(0,)),
     )
     monkeypatch.setattr(presets, "zoo_hyperparams", lambda algo, env: dict(policy="MlpPolicy", n_steps=256, batch_size=64))
-    message = run.run_job("tiny", "ppo", run.PRESETS["tiny"].envs[0], 0)
+    rows = run.run_job(run.PRESETS["tiny"], "ppo", run.PRESETS["tiny"].envs[0], 0)
+    message = run.save_job("tiny", "ppo", "Pendulum-v1", 0, rows)
     assert "ppo Pendulum-v1 seed 0" in message
-    rows = list(csv.DictReader(run.job_csv("tiny", "ppo", "Pendulum-v1", 0).open()))
-    steps = [int(r["env_steps"]) for r in rows]
+    saved = list(csv.DictReader(run.job_csv("tiny", "ppo", "Pendulum-v1", 0).open()))
+    assert [row["eval_return"] for row in saved] == [str(row["eval_return"]) for row in rows]
+    steps = [int(r["env_steps"]) for r in saved]
     # an evaluation at the start and at every 256 steps; the zoo's Pendulum entry runs 4 envs, so PPO collects its
     # rollouts in units of 4 * 256 steps and may run past the budget, as SB3 does
     assert steps[:3] == [0, 256, 512] and steps[-1] >= 512
