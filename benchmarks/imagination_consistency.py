@@ -48,6 +48,9 @@ def methods(model: PolyGRAD) -> dict[str, Imagination]:
     out: dict[str, Imagination] = {
         "guided (paper)": GuidedImagination(model.world_model, model.policy, log_g, True, model.guidance_learning_rate)
     }
+    out["guided, bias-corrected"] = BiasCorrectedGuidance(
+        model.world_model, model.policy, log_g.clone(), True, model.guidance_learning_rate
+    )
     if model.world_model.per_row_noise:
         for lag in ROW_LAGS:
             out[f"closed_loop, row lag {lag:g}"] = ClosedLoopImagination(model.world_model, model.policy, lag)
@@ -61,6 +64,18 @@ def tune_guidance(guided: GuidedImagination, model: PolyGRAD) -> None:
     for _ in range(TUNING_ROUNDS):
         start = model.replay_buffer.sample_windows(model.imagination_batch_size, model.horizon)
         guided.adapt(*standardized_action_stats(model.policy, guided.imagine(start)))
+
+
+class BiasCorrectedGuidance(GuidedImagination):
+    """The guided sampler with a second knob, measured here only: g is tuned on the standardised bias of the actions
+    (more guidance while they are weaker than the policy's) and the sampler's action noise scale on their std, so that
+    both reach their on-policy values (the paper's tuner holds only the std, with g)."""
+
+    def adapt(self, action_std: float, action_bias: float) -> dict[str, float]:
+        self.log_guidance_scale -= self.learning_rate * action_bias
+        sampler = self.world_model.sampler
+        sampler.action_guidance_noise_scale *= float(np.exp(self.learning_rate * (1.0 - action_std)))
+        return {}
 
 
 def seconds_per_imagination(method: Imagination, start: WindowSamples, repeats: int = 5) -> float:
@@ -95,13 +110,16 @@ def main() -> None:
     parser.add_argument("--load", type=Path, help="measure this saved model (with its replay buffer beside it, .pkl)")
     parser.add_argument("--save", type=Path, help="save the trained model and its replay buffer here")
     parser.add_argument("--name", default="", help="suffix of the results file")
+    parser.add_argument(
+        "--sampling-steps", nargs="+", type=int, help="also measure with these numbers of sampling steps (strided)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
 
     overrides = parse_overrides(args.set)
     if args.load:
-        model = PolyGRAD.load(args.load, env=args.env)
+        model = PolyGRAD.load(args.load, env=gym.make(args.env))
         model.load_replay_buffer(args.load.with_suffix(".pkl"))
     else:
         entry = zoo_hyperparams("polygrad", args.entry or args.env)
@@ -135,29 +153,37 @@ def main() -> None:
         f"{model.n_diffusion_steps}, per-row noise {model.world_model.per_row_noise}, trained with "
         f"`imagination={model.imagination!r}`. {len(starts)} recorded start states; imagined actions replayed open loop "
         f"in MuJoCo. Control: the same world model given the actions of the policy's own rollouts, state MSE "
-        f"{control[0]:.4f} at k = 1 and {control[1]:.4f} at k = {h - 1}. Seconds: one imagination of "
+        f"{control[0]:.4f} at k = 1 and {control[1]:.4f} at k = {h - 1} (with the trained number of sampling steps). "
+        f"Seconds: one imagination of "
         f"{model.imagination_batch_size} trajectories, one thread, median of 5.",
         "",
-        f"| method | state MSE k = 1 | x control | state MSE k = {h - 1} | x control | std of z | bias of z "
-        "| seconds | x guided |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| sampling steps | method | state MSE k = 1 | x control | state MSE k = {h - 1} | x control | std of z "
+        "| bias of z | seconds | x guided |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     guided_seconds = None
-    for label, method in methods(model).items():
-        if isinstance(method, GuidedImagination):
-            tune_guidance(method, model)
-            label += f", g = {method.log_guidance_scale.exp().item():.3g}"
-        th.manual_seed(1)
-        imagined = method.imagine(windows, th.Generator().manual_seed(0))
-        true_obs, alive = replay(env, starts, imagined)
-        first, last = state_errors(imagined, true_obs, alive, h)
-        action_std, action_bias = standardized_action_stats(model.policy, imagined)
-        seconds = seconds_per_imagination(method, timing_start)
-        guided_seconds = guided_seconds or seconds
-        lines.append(
-            f"| {label} | {first:.4f} | {first / control[0]:.2f} | {last:.4f} | {last / control[1]:.2f} "
-            f"| {action_std:.2f} | {action_bias:+.2f} | {seconds:.3f} | {seconds / guided_seconds:.2f} |"
-        )
+    sampler = model.world_model.sampler
+    own_steps = model.world_model.schedule.n_sampling_steps
+    for n_steps in [own_steps, *(k for k in args.sampling_steps or () if k != own_steps)]:
+        model.world_model.set_n_sampling_steps(n_steps)
+        for label, method in methods(model).items():
+            sampler.action_guidance_noise_scale = model.action_guidance_noise_scale
+            if isinstance(method, GuidedImagination):
+                tune_guidance(method, model)
+                label += f", g = {method.log_guidance_scale.exp().item():.3g}"
+                if isinstance(method, BiasCorrectedGuidance):
+                    label += f", noise scale {sampler.action_guidance_noise_scale:.3g}"
+            th.manual_seed(1)
+            imagined = method.imagine(windows, th.Generator().manual_seed(0))
+            true_obs, alive = replay(env, starts, imagined)
+            first, last = state_errors(imagined, true_obs, alive, h)
+            action_std, action_bias = standardized_action_stats(model.policy, imagined)
+            seconds = seconds_per_imagination(method, timing_start)
+            guided_seconds = guided_seconds or seconds
+            lines.append(
+                f"| {n_steps} | {label} | {first:.4f} | {first / control[0]:.2f} | {last:.4f} | {last / control[1]:.2f} "
+                f"| {action_std:.2f} | {action_bias:+.2f} | {seconds:.3f} | {seconds / guided_seconds:.2f} |"
+            )
     env.close()
     write(RESULTS / f"imagination_consistency_{args.env}{args.name}.md", lines)
 
@@ -170,6 +196,10 @@ def _command_args(args: argparse.Namespace) -> list[str]:
         out.append("--set " + " ".join(args.set))
     if args.name:
         out.append(f"--name {args.name}")
+    if args.load:
+        out.append(f"--load {args.load}")
+    if args.sampling_steps:
+        out.append("--sampling-steps " + " ".join(map(str, args.sampling_steps)))
     return out
 
 
