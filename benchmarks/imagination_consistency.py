@@ -139,9 +139,13 @@ def main() -> None:
     low, high = model.action_space.low, model.action_space.high  # type: ignore[attr-defined]
     rollouts = simulator_rollouts([gym.make(args.env) for _ in range(len(starts))], model.policy.sample_actions, obs0,
                                   starts, model.horizon, low, high)  # fmt: skip
-    given = model.world_model.sample_with_actions(obs0, rollouts.actions, generator=th.Generator().manual_seed(0))
     rollout_alive = (rollouts.dones.cumsum(dim=1) - rollouts.dones == 0).cpu().numpy()
-    control = state_errors(given, rollouts.observations.cpu().numpy(), rollout_alive, model.horizon)
+
+    def control() -> tuple[float, float]:
+        """The world model, with its current sampling steps, given the actions of the policy's own rollouts."""
+        given = model.world_model.sample_with_actions(obs0, rollouts.actions, generator=th.Generator().manual_seed(0))
+        return state_errors(given, rollouts.observations.cpu().numpy(), rollout_alive, model.horizon)
+
     timing_start = model.replay_buffer.sample_windows(model.imagination_batch_size, model.horizon)
 
     h = model.horizon
@@ -152,10 +156,10 @@ def main() -> None:
         f"World model: `{model.denoiser}`, {model.world_model.schedule.n_sampling_steps} sampling steps of "
         f"{model.n_diffusion_steps}, per-row noise {model.world_model.per_row_noise}, trained with "
         f"`imagination={model.imagination!r}`. {len(starts)} recorded start states; imagined actions replayed open loop "
-        f"in MuJoCo. Control: the same world model given the actions of the policy's own rollouts, state MSE "
-        f"{control[0]:.4f} at k = 1 and {control[1]:.4f} at k = {h - 1} (with the trained number of sampling steps). "
-        f"Seconds: one imagination of "
-        f"{model.imagination_batch_size} trajectories, one thread, median of 5.",
+        f"in MuJoCo. Control: the same world model, with the same sampling steps, given the actions of the policy's own "
+        "rollouts from the same states (its state MSE is in the rows named control). Seconds: one imagination of "
+        f"{model.imagination_batch_size} trajectories, one thread, median of 5; x guided: against the guided sampler "
+        "with the trained number of sampling steps.",
         "",
         f"| sampling steps | method | state MSE k = 1 | x control | state MSE k = {h - 1} | x control | std of z "
         "| bias of z | seconds | x guided |",
@@ -166,6 +170,9 @@ def main() -> None:
     own_steps = model.world_model.schedule.n_sampling_steps
     for n_steps in [own_steps, *(k for k in args.sampling_steps or () if k != own_steps)]:
         model.world_model.set_n_sampling_steps(n_steps)
+        reference = control()
+        own_actions = f"| {n_steps} | control: the policy's own actions | {reference[0]:.4f} | | {reference[1]:.4f} |"
+        lines.append(own_actions + " |" * 5)
         for label, method in methods(model).items():
             sampler.action_guidance_noise_scale = model.action_guidance_noise_scale
             if isinstance(method, GuidedImagination):
@@ -181,7 +188,7 @@ def main() -> None:
             seconds = seconds_per_imagination(method, timing_start)
             guided_seconds = guided_seconds or seconds
             lines.append(
-                f"| {n_steps} | {label} | {first:.4f} | {first / control[0]:.2f} | {last:.4f} | {last / control[1]:.2f} "
+                f"| {n_steps} | {label} | {first:.4f} | {first / reference[0]:.2f} | {last:.4f} | {last / reference[1]:.2f} "
                 f"| {action_std:.2f} | {action_bias:+.2f} | {seconds:.3f} | {seconds / guided_seconds:.2f} |"
             )
     env.close()
