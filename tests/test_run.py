@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -237,3 +238,18 @@ def test_box_action_space_with_other_bounds_is_scaled(tiny_kwargs):
     assert np.abs(received).max() > 1.0  # the env's units, not the scaled ones
     assert np.abs(stored[: tiny_kwargs["learning_starts"]]).max() <= 1.0  # the uniform prefill
     assert np.abs(stored).max() > 1.0  # a Gaussian sample past the bound is stored as sampled, and clipped for the env
+
+
+def test_a_paper_sized_polygrad_on_a_cpu_only_machine_warns_once(tiny_kwargs, monkeypatch):
+    from sb3_polygrad.polygrad import device_advice
+
+    monkeypatch.setattr(device_advice, "_warned", False)
+    monkeypatch.setattr(th.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="env steps per hour") as record:
+        PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu")
+    assert "hyperparams/polygrad.yml" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu")  # once per process
+        monkeypatch.setattr(device_advice, "_warned", False)
+        PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_kwargs)  # CPU-sized: no warning

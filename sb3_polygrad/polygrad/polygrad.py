@@ -25,6 +25,7 @@ from sb3_polygrad.common.atomic import atomic_path
 from sb3_polygrad.common.simulator import open_loop_errors
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.arguments import check_arguments
+from sb3_polygrad.polygrad.device_advice import warn_if_paper_sized_on_cpu
 from sb3_polygrad.polygrad.env_outputs import check_step, refuse_non_finite
 from sb3_polygrad.polygrad.imagination import (
     IMAGINATIONS,
@@ -348,6 +349,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             ),
             **{"per_row_noise": self.imagination == "closed_loop", **self.world_model_kwargs},
         ).to(self.device)
+        warn_if_paper_sized_on_cpu(self.device, self.world_model.denoiser)
         self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
         self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)

@@ -1,0 +1,37 @@
+"""A warning, once per process, for a paper-sized PolyGRAD built where only a CPU can run it."""
+
+import warnings
+
+import torch as th
+from torch import nn
+
+# The paper's residual MLP (1024 wide, 6 blocks) has about 8M parameters; the CPU-sized entries have under 1M.
+PAPER_SIZED_PARAMETERS = 4_000_000
+# Measured by `python -m benchmarks.imagination_speed` (benchmarks/results/imagination_speed.md) for the paper's
+# configuration on a 2-core CPU: an upper bound, before the simulator and the actor-critic.
+PAPER_CPU_ENV_STEPS_PER_HOUR = 1_552
+
+_warned = False
+
+
+def warn_if_paper_sized_on_cpu(device: th.device, denoiser: nn.Module) -> None:
+    """
+    Warn, once per process, that a paper-sized denoiser on a machine without CUDA runs at about
+    ``PAPER_CPU_ENV_STEPS_PER_HOUR`` env steps per hour, and point to the CPU-sized entries.
+
+    :param device: the device PolyGRAD runs on
+    :param denoiser: the world model's denoiser
+    """
+    global _warned
+    n_parameters = sum(p.numel() for p in denoiser.parameters())
+    if _warned or device.type != "cpu" or th.cuda.is_available() or n_parameters < PAPER_SIZED_PARAMETERS:
+        return
+    _warned = True
+    warnings.warn(
+        f"PolyGRAD with a paper-sized denoiser ({n_parameters / 1e6:.1f}M parameters) on a CPU: "
+        f"benchmarks/imagination_speed.py measured at most about {PAPER_CPU_ENV_STEPS_PER_HOUR:,} env steps per hour "
+        "for the paper's configuration on a 2-core CPU, about four weeks per million env steps. The CPU-sized entries "
+        "of hyperparams/polygrad.yml (python -m rl_zoo3.train --algo polygrad --env InvertedPendulum-v4) learn in "
+        "minutes; the paper's configuration is meant for a GPU.",
+        stacklevel=3,
+    )
