@@ -75,7 +75,10 @@ def main() -> None:
     budget = args.timesteps or budget
     args.output.mkdir(parents=True, exist_ok=True)
     model = PolyGRAD(env=args.env, seed=args.seed, device=args.device, tensorboard_log=str(args.output / "tb"), **kwargs)
-    print(f"PolyGRAD on {args.env} for {budget} env steps, seed {args.seed}, device {model.device}")
+    print(
+        f"PolyGRAD on {args.env} for {budget} env steps, seed {args.seed}, device {model.device}, "
+        f"imagination {model.imagination!r}"
+    )
     eval_env = Monitor(gym.make(args.env))
     eval_env.reset(seed=args.seed + 1000)
     evaluation = EvalCallback(
