@@ -29,7 +29,7 @@ from benchmarks.presets import zoo_hyperparams
 from benchmarks.run import RESULTS
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import simulator_rollouts
-from sb3_polygrad.polygrad.imagination import (
+from sb3_polygrad.polygrad.imagination_methods import (
     ClosedLoopImagination,
     GuidedImagination,
     Imagination,

@@ -27,7 +27,7 @@ from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearni
 from sb3_polygrad.polygrad.arguments import check_arguments
 from sb3_polygrad.polygrad.device_advice import warn_if_paper_sized_on_cpu
 from sb3_polygrad.polygrad.env_outputs import check_step, refuse_non_finite
-from sb3_polygrad.polygrad.imagination import (
+from sb3_polygrad.polygrad.imagination_methods import (
     IMAGINATIONS,
     ClosedLoopImagination,
     GuidedImagination,
@@ -108,7 +108,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param censored_log_prob: in the actor's loss, score an imagined action past the action bounds by the probability
         of being clipped there, as the env clips it, instead of by the Gaussian density (the paper uses the density,
         under which actions past the bound keep pushing the tanh mean into saturation)
-    :param imagination: where the actor-critic's trajectories come from (``polygrad/imagination.py``):
+    :param imagination: where the actor-critic's trajectories come from (``polygrad/imagination_methods.py``):
         ``"guided"``, the paper's policy-guided sampler; ``"closed_loop"``, this package's extension: one staggered
         diffusion pass of a causal world model in which every action is the policy's own sample at the state it is taken
         in, so the trajectories follow both the world model's dynamics and the policy (needs ``denoiser="causal_mlp"``;
@@ -361,7 +361,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._window_gate = WindowGate()
 
     def _make_imagination(self) -> Imagination:
-        """The imagination method named by ``imagination`` (``polygrad/imagination.py``)."""
+        """The imagination method named by ``imagination`` (``polygrad/imagination_methods.py``)."""
         wm, policy = self.world_model, self.policy
         guided = GuidedImagination(
             wm,
