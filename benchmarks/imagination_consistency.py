@@ -24,7 +24,7 @@ import numpy as np
 import torch as th
 import yaml
 
-from benchmarks.imagination_fidelity import replay, write
+from benchmarks.imagination_fidelity import measurement_starts, replay, write
 from benchmarks.presets import zoo_hyperparams
 from benchmarks.run import RESULTS
 from sb3_polygrad import PolyGRAD
@@ -130,12 +130,7 @@ def main() -> None:
             model.save(args.save)
             model.save_replay_buffer(args.save.with_suffix(".pkl"))
 
-    th.manual_seed(0)
-    windows = model.replay_buffer.sample_windows(args.trajectories, model.horizon, np.random.default_rng(0))
-    assert windows.sim_states is not None
-    starts, obs0 = windows.sim_states[:, 0].cpu().numpy(), windows.observations[:, 0]
-    env = gym.make(args.env)
-    env.reset(seed=0)
+    windows, starts, obs0, env = measurement_starts(model, args.trajectories, args.env)
     low, high = model.action_space.low, model.action_space.high  # type: ignore[attr-defined]
     rollouts = simulator_rollouts([gym.make(args.env) for _ in range(len(starts))], model.policy.sample_actions, obs0,
                                   starts, model.horizon, low, high)  # fmt: skip

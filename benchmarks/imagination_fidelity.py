@@ -31,7 +31,7 @@ from benchmarks.run import RESULTS
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import replay_actions, simulator_rollouts, to_env_actions
 from sb3_polygrad.world_model.sampler import standardized_action_stats
-from sb3_polygrad.world_model.types import ImaginedTrajectory
+from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 
 # Sampler settings of the sweep: (sampling steps, action noise scale, guidance scale relative to the tuned one)
 SWEEP = [(k, 1.0, 1.0) for k in (4, 8, 16, 32)] + [
@@ -55,6 +55,22 @@ def replay(env: gym.Env, starts: np.ndarray, imagined: ImaginedTrajectory) -> tu
         if terminated:
             alive[i, steps:] = False  # the state after the terminating step is not an episode state
     return true_obs, alive
+
+
+def measurement_starts(
+    model: PolyGRAD, n_trajectories: int, env_id: str
+) -> tuple[WindowSamples, np.ndarray, th.Tensor, gym.Env]:
+    """
+    The recorded windows that every measurement starts from (the same for a given buffer), and an env to replay in.
+
+    :return: the windows, their start simulator states, their start observations and a reset env
+    """
+    th.manual_seed(0)
+    windows = model.replay_buffer.sample_windows(n_trajectories, model.horizon, np.random.default_rng(0))
+    assert windows.sim_states is not None
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    return windows, windows.sim_states[:, 0].cpu().numpy(), windows.observations[:, 0], env
 
 
 def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) -> list[str]:
@@ -100,12 +116,7 @@ def main() -> None:
     model = PolyGRAD("MlpPolicy", args.env, seed=args.seed, denoiser=args.denoiser, **hyperparams)
     model.learn(args.steps, progress_bar=True)
 
-    th.manual_seed(0)
-    windows = model.replay_buffer.sample_windows(args.trajectories, model.horizon, np.random.default_rng(0))
-    assert windows.sim_states is not None
-    starts, obs0 = windows.sim_states[:, 0].cpu().numpy(), windows.observations[:, 0]
-    env = gym.make(args.env)
-    env.reset(seed=0)
+    _, starts, obs0, env = measurement_starts(model, args.trajectories, args.env)
     name = f"imagination_fidelity_{args.env}_{args.denoiser}_{args.steps}"
     command = (
         f"`python -m benchmarks.imagination_fidelity --env {args.env} --steps {args.steps} "
