@@ -119,10 +119,14 @@ def test_yaml_has_the_paper_and_cpu_entries():
         assert config[f"Hopper-{version}"] == hopper
         for env in ("Walker2d", "HalfCheetah"):
             assert config[f"{env}-{version}"] == {"n_timesteps": 1.5e6, "policy": "MlpPolicy"}
-    cpu_envs = ["InvertedPendulum-v4", "InvertedPendulum-v5", "InvertedDoublePendulum-v4", "InvertedDoublePendulum-v5"]
-    for env in [*cpu_envs, "Pendulum-v1"]:
-        assert config[env] == config["InvertedPendulum-v4"]
-    assert config["InvertedPendulum-v4"]["n_timesteps"] == 20000
+    # One CPU-sized configuration; InvertedPendulum adds closed-loop imagination to it.
+    cpu = config["InvertedDoublePendulum-v4"]
+    for env in ("InvertedDoublePendulum-v5", "Pendulum-v1"):
+        assert config[env] == cpu
+    closed_loop = dict(denoiser="causal_mlp", imagination="closed_loop", imagination_row_lag=2.0, n_sampling_steps=None)
+    for version in ("v4", "v5"):
+        assert config[f"InvertedPendulum-{version}"] == {**cpu, **closed_loop}
+    assert cpu["n_timesteps"] == 20000 and cpu["n_sampling_steps"] == 16
 
 
 def test_every_yaml_key_reaches_the_constructor(tmp_path):
