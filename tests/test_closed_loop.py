@@ -171,3 +171,11 @@ def test_closed_loop_model_saves_and_loads_its_imagination(tiny_kwargs, tmp_path
 def test_closed_loop_settings_that_cannot_run_fail_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PolyGRAD("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_a_checkpoint_from_before_the_rename_loads_with_guided_imagination(tiny_kwargs, tmp_path):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.imagination = "world_model"  # the name guided imagination had
+    model.save(tmp_path / "old")
+    loaded = PolyGRAD.load(tmp_path / "old")
+    assert loaded.imagination == "guided" and type(loaded.imaginer).__name__ == "GuidedImagination"

@@ -362,6 +362,10 @@ class PolyGRAD(OffPolicyAlgorithm):
 
     def _make_imagination(self) -> Imagination:
         """The imagination method named by ``imagination`` (``polygrad/imagination_methods.py``)."""
+        if self.imagination == "world_model":  # a checkpoint saved before guided imagination got its name
+            self.imagination = "guided"
+        if self.imagination not in IMAGINATIONS:  # load() restores the attribute without the constructor's check
+            raise ValueError(f"imagination must be one of {IMAGINATIONS}, got {self.imagination!r}")
         wm, policy = self.world_model, self.policy
         guided = GuidedImagination(
             wm,
