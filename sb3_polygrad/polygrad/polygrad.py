@@ -287,7 +287,6 @@ class PolyGRAD(OffPolicyAlgorithm):
             self._check_spaces(self.observation_space, self.action_space)
             if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
-        self._check_imagination()
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
         if self.env is not None:
@@ -364,8 +363,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         """The imagination method named by ``imagination`` (``polygrad/imagination_methods.py``)."""
         if self.imagination == "world_model":  # a checkpoint saved before guided imagination got its name
             self.imagination = "guided"
-        if self.imagination not in IMAGINATIONS:  # load() restores the attribute without the constructor's check
-            raise ValueError(f"imagination must be one of {IMAGINATIONS}, got {self.imagination!r}")
+        self._check_imagination()  # here, not in _check_arguments: load() restores the name after the constructor
         wm, policy = self.world_model, self.policy
         guided = GuidedImagination(
             wm,
