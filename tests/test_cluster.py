@@ -128,7 +128,7 @@ def test_two_optimize_workers_on_two_machines_share_one_postgresql_study(tmp_pat
     study_args = ["--storage", storage, "--study-name", study_name]
     create = [*optuna_cli, "create-study", *study_args, "--direction", "maximize", "--skip-if-exists"]
     created = subprocess.run(create, capture_output=True, text=True, timeout=120)
-    assert created.returncode == 0, created.stderr[-3000:]
+    assert created.returncode == 0, f"storage {storage!r}: {created.stderr[-3000:]}"
     try:
         args = ["-m", "rl_zoo3.train", "--algo", "polygrad", "--env", "Hopper-v4", "-optimize", *study_args]
         args += ["--n-trials", "2", "--n-jobs", "1", "-n", "200", "--n-evaluations", "2", "--sampler", "tpe"]
