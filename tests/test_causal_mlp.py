@@ -1,7 +1,8 @@
 import pytest
 import torch as th
+import torch.nn.functional as F
 
-from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser
+from sb3_polygrad.world_model.causal_mlp import CausalResidualMLPDenoiser, DegreeLayerNorm
 from sb3_polygrad.world_model.world_model import DiffusionWorldModel
 
 OBS, ACT, H = 3, 2, 4
@@ -33,6 +34,20 @@ def test_outputs_see_only_the_past():
             assert (jx[k, OBS:, j, :OBS].abs().sum() > 0) == (j <= k + 1)
             assert (jx[k, OBS:, j, OBS:].abs().sum() > 0) == (j <= k)
             assert (ja[k, OBS:, j].abs().sum() > 0) == (j <= k)
+
+
+@pytest.mark.parametrize("width", [11, 12, 25])  # as many units as degrees; one extra; a ragged last row
+def test_degree_layer_norm_is_a_layer_norm_over_each_degree(width):
+    th.manual_seed(0)
+    norm = DegreeLayerNorm(width, 11)
+    for p in norm.parameters():
+        p.data.normal_()
+    h = th.randn(2, 3, width) * 4 + 2
+    out = norm(h)
+    for g in range(11):
+        units = th.arange(g, width, 11)
+        expected = F.layer_norm(h[..., units], (len(units),), norm.weight[units], norm.bias[units])
+        th.testing.assert_close(out[..., units], expected)
 
 
 def test_too_narrow_is_a_clear_error():

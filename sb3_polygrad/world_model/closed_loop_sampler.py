@@ -122,6 +122,7 @@ class ClosedLoopSampler:
         t_rows, coefficients, clips = self._tables(schedule, steps)
         # The policy acts at each row's best guess of its state: the state itself from the row's last step on.
         done = (steps >= schedule.n_sampling_steps - 1).to(device)  # (J, H)
+        refresh = self._rows_to_refresh(steps, schedule.n_sampling_steps)
         conditionings, shared = denoiser.prepare_sampling(t_rows)  # one row per iteration
         x = inpaint(th.randn((batch, horizon, denoiser.transition_dim), device=device, generator=generator), obs0)
         eps = th.randn((batch, horizon, denoiser.action_dim), device=device, generator=generator)
@@ -138,9 +139,24 @@ class ClosedLoopSampler:
                 mean = th.where(clips[j, :, None], clipped, mean)
             noise = th.randn(x.shape, device=device, generator=generator)
             x = inpaint(mean + std * noise, obs0)
-            guess = th.where(done[j, :, None], x, x0_hat)
-            actions = self._policy_actions(policy, normalizer, normalizer.observations.unnormalize(guess[..., :obs_dim]), eps)
+            lo, hi = refresh[j]
+            guess = th.where(done[j, lo:hi, None], x[:, lo:hi], x0_hat[:, lo:hi])
+            raw_guess = normalizer.observations.unnormalize(guess[..., :obs_dim])
+            actions[:, lo:hi] = self._policy_actions(policy, normalizer, raw_guess, eps[:, lo:hi])
         return x, actions
+
+    @staticmethod
+    def _rows_to_refresh(steps: th.Tensor, n_sampling_steps: int) -> list[tuple[int, int]]:
+        """
+        Per iteration j, the rows ``lo:hi`` whose action must be re-drawn after it: those the next iteration denoises,
+        and those that have just finished (their final action). Why not all rows: a waiting row's action only reaches
+        outputs of waiting rows, which hold, and a finished row's state no longer moves; the policy calls were a third
+        of a pass's cost.
+        """
+        next_steps = th.cat([steps[1:], steps[-1:].clamp(max=n_sampling_steps)])
+        needed = ((next_steps >= 0) & (next_steps < n_sampling_steps)) | (steps == n_sampling_steps - 1)  # (J, H)
+        rows = [th.nonzero(row).flatten() for row in needed]
+        return [(int(r[0]), int(r[-1]) + 1) if len(r) else (0, 0) for r in rows]
 
     @staticmethod
     def _policy_actions(
