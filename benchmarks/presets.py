@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sb3_polygrad.zoo.registration import HyperparamsName, hyperparams_path
+
 
 @dataclass(frozen=True)
 class EnvSetting:
@@ -29,6 +31,8 @@ class Preset:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_eval_episodes: int = 10
     device: str = "cpu"
+    # PolyGRAD's shipped zoo entries: the paper's (polygrad.yml) or the CPU-sized ones (polygrad_cpu.yml)
+    polygrad_entries: HyperparamsName = "paper"
     hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
     # PolyGRAD variants run beside the algorithms, as algorithm "polygrad[<label>]": label -> further overrides
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -46,7 +50,12 @@ class Preset:
 
     def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
         """The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides."""
-        return {**zoo_hyperparams(split_variant(algo)[0], env_id), **self.hyperparam_overrides, **self.variant_overrides(algo)}
+        entries = zoo_hyperparams(split_variant(algo)[0], env_id, self.polygrad_entries)
+        return {**entries, **self.hyperparam_overrides, **self.variant_overrides(algo)}
+
+    def zoo_config(self, algo: str) -> str:
+        """The zoo hyperparameter file of ``algo``'s base algorithm in this preset (see :func:`zoo_config`)."""
+        return zoo_config(split_variant(algo)[0], self.polygrad_entries)
 
 
 def split_variant(algo: str) -> tuple[str, str]:
@@ -55,25 +64,32 @@ def split_variant(algo: str) -> tuple[str, str]:
     return base, label.removesuffix("]")
 
 
-def zoo_config(algo: str) -> str:
-    """Path of the algorithm's zoo hyperparameter file (PolyGRAD's is the one its package ships)."""
+def zoo_config(algo: str, polygrad_entries: HyperparamsName = "paper") -> str:
+    """
+    Path of the algorithm's zoo hyperparameter file: PolyGRAD's are the ones its package ships.
+
+    :param algo: a base algorithm (no variant label)
+    :param polygrad_entries: which of PolyGRAD's files, the paper's entries or the CPU-sized ones
+    """
     import rl_zoo3
 
-    from sb3_polygrad.zoo.registration import hyperparams_path
-
     if algo == "polygrad":
-        return str(hyperparams_path())
+        return str(hyperparams_path(polygrad_entries))
     return str(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
 
 
-def zoo_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
+def zoo_hyperparams(algo: str, env_id: str, polygrad_entries: HyperparamsName = "paper") -> dict[str, Any]:
     """
     The zoo's entry for ``env_id``; where it has none, the tuned entry of the same task at another version (the zoo's
     MuJoCo entries predate some versions, e.g. PPO is tuned on ``InvertedPendulum-v2`` only), then ``default``.
+
+    :param algo: a base algorithm
+    :param env_id: the env
+    :param polygrad_entries: which of PolyGRAD's files (see :func:`zoo_config`)
     """
     import yaml
 
-    entries = yaml.safe_load(Path(zoo_config(algo)).read_text())
+    entries = yaml.safe_load(Path(zoo_config(algo, polygrad_entries)).read_text())
     task = env_id.rsplit("-v", 1)[0]
     for key in [env_id, *(f"{task}-v{v}" for v in (4, 5, 3, 2))]:
         if key in entries:
@@ -92,8 +108,15 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
             EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
         ),
     ),
-    # Hopper at 100k env steps and the paper's tasks and budgets: GPU-sized.
-    "hopper-100k": Preset(envs=(EnvSetting("Hopper-v4", 100_000, 10_000, 1_000.0),), device="auto"),
+    # Hopper at 100k env steps: PolyGRAD's CPU-sized entry (polygrad_cpu.yml) against PPO and SAC, and the same learner
+    # given simulator rollouts instead of imagination, a diagnostic (run it on seeds 0 and 1).
+    "hopper-100k": Preset(
+        envs=(EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0),),
+        algos=("polygrad", "ppo", "sac"),
+        polygrad_entries="cpu",
+        variants={"simulator": {"imagination": "simulator"}},
+    ),
+    # The paper's tasks and budgets: GPU-sized.
     "paper": Preset(
         envs=(
             EnvSetting("Hopper-v4", 1_000_000, 10_000, 3_000.0),

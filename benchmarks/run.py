@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
-from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant, zoo_config
+from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
 
 RESULTS = Path(__file__).parent / "results"
 FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s"]
@@ -101,7 +101,8 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
     try:
         manager = ExperimentManager(
             argparse.Namespace(), base_algo, setting.env_id, log_folder, n_timesteps=setting.budget, eval_freq=-1,
-            hyperparams=hyperparams, seed=seed, verbose=0, device=preset.device, config=zoo_config(base_algo), log_interval=-2,
+            hyperparams=hyperparams, seed=seed, verbose=0, device=preset.device, config=preset.zoo_config(algo),
+            log_interval=-2,
         )  # fmt: skip
         setup = manager.setup_experiment()
         assert setup is not None

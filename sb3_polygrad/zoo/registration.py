@@ -4,7 +4,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -21,11 +21,17 @@ _PATCHED_MARKER = "_sb3_polygrad_hyperparams"
 SamplerFn = Callable[..., dict[str, Any]]
 
 
-def hyperparams_path() -> Path:
+HyperparamsName = Literal["paper", "cpu"]
+
+
+def hyperparams_path(entries: HyperparamsName = "paper") -> Path:
     """
-    :return: the ``polygrad.yml`` shipped inside the package (in a checkout, a symlink to ``hyperparams/polygrad.yml``)
+    :param entries: ``"paper"``: ``polygrad.yml``, the zoo's default (the paper's configuration, and the small tasks'
+        CPU entries); ``"cpu"``: ``polygrad_cpu.yml``, CPU-sized entries of the paper's locomotion tasks
+        (``-conf sb3_polygrad.zoo.cpu``)
+    :return: that file as shipped inside the package (in a checkout, a symlink to the file in ``hyperparams/``)
     """
-    return Path(__file__).with_name("polygrad.yml")
+    return Path(__file__).with_name({"paper": "polygrad.yml", "cpu": "polygrad_cpu.yml"}[entries])
 
 
 def register_algo(algos: dict[str, type[BaseAlgorithm]]) -> None:
