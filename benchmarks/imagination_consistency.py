@@ -17,6 +17,7 @@ accurate the world model is when every action fits the state it is taken in.
 import argparse
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -39,11 +40,12 @@ from sb3_polygrad.world_model.sampler import standardized_action_stats
 from sb3_polygrad.world_model.types import ImaginedTrajectory, WindowSamples
 
 ROW_LAGS = (0.0, 0.5, 1.0, 2.0)
+TRAJECTORIES = 512
 TUNING_ROUNDS = 300  # guidance-tuner updates before the guided sampler is measured (the tuner's rate is 0.03 on log g)
 
 
-def methods(model: PolyGRAD) -> dict[str, Imagination]:
-    """Every imagination the trained world model can run, by label."""
+def methods(model: PolyGRAD, row_lags: Sequence[float] = ROW_LAGS) -> dict[str, Imagination]:
+    """Every imagination the trained world model can run, by label (closed-loop imagination at each of ``row_lags``)."""
     log_g = th.tensor(model.log_guidance_scale.item())
     out: dict[str, Imagination] = {
         "guided (paper)": GuidedImagination(model.world_model, model.policy, log_g, True, model.guidance_learning_rate)
@@ -52,7 +54,7 @@ def methods(model: PolyGRAD) -> dict[str, Imagination]:
         model.world_model, model.policy, log_g.clone(), True, model.guidance_learning_rate
     )
     if model.world_model.per_row_noise:
-        for lag in ROW_LAGS:
+        for lag in row_lags:
             out[f"closed_loop, row lag {lag:g}"] = ClosedLoopImagination(model.world_model, model.policy, lag)
     if model.world_model.denoiser.causal_states:
         out["sequential (H - 1 passes)"] = SequentialImagination(model.world_model, model.policy)
@@ -106,13 +108,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12_000, help="env steps of training before the measurement")
     parser.add_argument("--set", nargs="*", default=[], help="constructor overrides, key=value (YAML values)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trajectories", type=int, default=512)
+    parser.add_argument("--trajectories", type=int, default=TRAJECTORIES, help="recorded start states to imagine from")
     parser.add_argument("--load", type=Path, help="measure this saved model (with its replay buffer beside it, .pkl)")
     parser.add_argument("--save", type=Path, help="save the trained model and its replay buffer here")
     parser.add_argument("--name", default="", help="suffix of the results file")
     parser.add_argument(
         "--sampling-steps", nargs="+", type=int, help="also measure with these numbers of sampling steps (strided)"
     )
+    parser.add_argument("--row-lags", nargs="+", type=float, default=list(ROW_LAGS), help="closed-loop row lags to measure")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
@@ -168,7 +171,7 @@ def main() -> None:
         reference = control()
         own_actions = f"| {n_steps} | control: the policy's own actions | {reference[0]:.4f} | | {reference[1]:.4f} |"
         lines.append(own_actions + " |" * 5)
-        for label, method in methods(model).items():
+        for label, method in methods(model, args.row_lags).items():
             sampler.action_guidance_noise_scale = model.action_guidance_noise_scale
             if isinstance(method, GuidedImagination):
                 tune_guidance(method, model)
@@ -198,6 +201,10 @@ def _command_args(args: argparse.Namespace) -> list[str]:
         out.append("--set " + " ".join(args.set))
     if args.name:
         out.append(f"--name {args.name}")
+    if args.trajectories != TRAJECTORIES:
+        out.append(f"--trajectories {args.trajectories}")
+    if args.row_lags != list(ROW_LAGS):
+        out.append("--row-lags " + " ".join(f"{lag:g}" for lag in args.row_lags))
     if args.load:
         out.append(f"--load {args.load}")
     if args.sampling_steps:

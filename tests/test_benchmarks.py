@@ -19,7 +19,8 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
         "tiny",
         presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo",), seeds=(0,)),
     )
-    monkeypatch.setattr(presets, "zoo_hyperparams", lambda algo, env: dict(policy="MlpPolicy", n_steps=256, batch_size=64))
+    ppo_entry = dict(policy="MlpPolicy", n_steps=256, batch_size=64)
+    monkeypatch.setattr(presets, "zoo_hyperparams", lambda algo, env, entries: ppo_entry)
     rows = run.run_job(run.PRESETS["tiny"], "ppo", run.PRESETS["tiny"].envs[0], 0)
     message = run.save_job("tiny", "ppo", "Pendulum-v1", 0, rows)
     assert "ppo Pendulum-v1 seed 0" in message
@@ -56,6 +57,21 @@ def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_pr
     assert preset.hyperparams("polygrad[h5]", "InvertedPendulum-v4") == {**shipped, "horizon": 5}
     with pytest.raises(ValueError, match="no variant 'h4'"):
         preset.hyperparams("polygrad[h4]", "InvertedPendulum-v4")
+
+
+def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_and_sac():
+    from sb3_polygrad.zoo import cpu
+    from sb3_polygrad.zoo.registration import hyperparams_path
+
+    preset = presets.BENCHMARK_PRESETS["hopper-100k"]
+    assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]")
+    assert preset.hyperparams("polygrad", "Hopper-v4") == cpu.hyperparams["Hopper-v4"]
+    entry = cpu.hyperparams["Hopper-v4"]
+    assert preset.hyperparams("polygrad[simulator]", "Hopper-v4") == {**entry, "imagination": "simulator"}
+    assert preset.zoo_config("polygrad[simulator]") == str(hyperparams_path("cpu"))
+    assert preset.hyperparams("sac", "Hopper-v4") == presets.zoo_hyperparams("sac", "Hopper-v4")
+    assert preset.zoo_config("ppo").endswith("rl_zoo3/hyperparams/ppo.yml")
+    assert [(env.budget, env.eval_freq) for env in preset.envs] == [(100_000, 5_000)]
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():

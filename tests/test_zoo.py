@@ -103,12 +103,13 @@ def test_broken_registration_only_warns_and_the_zoo_keeps_working(tmp_path):
 # ----- hyperparameters -------------------------------------------------------------------------------------------------
 
 
-def test_packaged_yaml_is_the_top_level_file():
-    """One source: the packaged file is the top-level ``hyperparams/polygrad.yml`` (a symlink in the checkout)."""
-    top_level = REPO / "hyperparams" / "polygrad.yml"
-    assert hyperparams_path().read_bytes() == top_level.read_bytes()
-    if hyperparams_path().parent == REPO / "sb3_polygrad" / "zoo":  # editable install: the checkout itself
-        assert hyperparams_path().resolve() == top_level.resolve()
+@pytest.mark.parametrize("entries, name", [("paper", "polygrad.yml"), ("cpu", "polygrad_cpu.yml")])
+def test_packaged_yaml_is_the_top_level_file(entries, name):
+    """One source: each packaged file is the top-level one in ``hyperparams/`` (a symlink in the checkout)."""
+    top_level = REPO / "hyperparams" / name
+    assert hyperparams_path(entries).read_bytes() == top_level.read_bytes()
+    if hyperparams_path(entries).parent == REPO / "sb3_polygrad" / "zoo":  # editable install: the checkout itself
+        assert hyperparams_path(entries).resolve() == top_level.resolve()
 
 
 def test_yaml_has_the_paper_and_cpu_entries():
@@ -129,6 +130,18 @@ def test_yaml_has_the_paper_and_cpu_entries():
     assert cpu["n_timesteps"] == 20000 and cpu["n_sampling_steps"] == 16
 
 
+def test_cpu_file_has_cpu_sized_locomotion_entries_and_loads_as_a_conf_module():
+    from sb3_polygrad.zoo import cpu
+
+    assert cpu.hyperparams == yaml.safe_load(hyperparams_path("cpu").read_text())
+    paper = yaml.safe_load(hyperparams_path().read_text())
+    for version in ("v4", "v5"):
+        hopper = cpu.hyperparams[f"Hopper-{version}"]
+        assert hopper["n_timesteps"] == 100_000 and hopper["imagination"] == "closed_loop"
+        assert hopper["noise_schedule_tau"] == paper[f"Hopper-{version}"]["noise_schedule_tau"]  # the paper's schedule
+        assert hopper["world_model_kwargs"]["denoiser_kwargs"]["hidden_dim"] == 256  # not the paper's 1024x6
+
+
 def test_every_yaml_key_reaches_the_constructor(tmp_path):
     """The zoo's own preprocessing of each entry gives keyword arguments that PolyGRAD's constructor accepts."""
     code = textwrap.dedent(
@@ -140,18 +153,23 @@ def test_every_yaml_key_reaches_the_constructor(tmp_path):
 
         register()
         signature = inspect.signature(PolyGRAD)
-        for env_id in yaml.safe_load(hyperparams_path().read_text()):
-            manager = ExperimentManager(argparse.Namespace(), "polygrad", env_id, "logs", verbose=0)
-            # The zoo's own conversion (schedules, policy_kwargs strings, removal of its keys), as setup_experiment runs it.
-            kwargs = manager._preprocess_hyperparams(manager.read_hyperparameters()[0])[0]
-            bound = signature.bind(env=None, **kwargs).arguments
-            assert callable(bound.get("learning_rate", print)), "the zoo turns learning rates into schedules"
-            assert all(isinstance(bound.get(key, {}), dict) for key in ["policy_kwargs", "world_model_kwargs"])
-            print("checked", env_id)
+        # The packaged default, and the CPU entries as `-conf sb3_polygrad.zoo.cpu` gives them
+        entries = [(None, "paper"), ("sb3_polygrad.zoo.cpu", "cpu")]
+        for config, name in entries:
+            for env_id in yaml.safe_load(hyperparams_path(name).read_text()):
+                manager = ExperimentManager(argparse.Namespace(), "polygrad", env_id, "logs", verbose=0, config=config)
+                # The zoo's own conversion (schedules, policy_kwargs strings, removal of its keys), as setup_experiment
+                # runs it.
+                kwargs = manager._preprocess_hyperparams(manager.read_hyperparameters()[0])[0]
+                bound = signature.bind(env=None, **kwargs).arguments
+                assert callable(bound.get("learning_rate", print)), "the zoo turns learning rates into schedules"
+                assert all(isinstance(bound.get(key, {}), dict) for key in ["policy_kwargs", "world_model_kwargs"])
+                print("checked", name, env_id, bound.get("imagination", "guided"))
         """
     )
     printed = run_python(["-c", code], tmp_path).stdout
-    assert "checked Pendulum-v1" in printed and "checked HalfCheetah-v5" in printed
+    assert "checked paper Pendulum-v1 guided" in printed and "checked paper HalfCheetah-v5 guided" in printed
+    assert "checked cpu Hopper-v4 closed_loop" in printed
 
 
 def test_sampler_gives_constructor_arguments_and_converter_restores_them():
