@@ -18,6 +18,7 @@ The benchmark presets are in ``presets.py``; the InvertedPendulum diagnostics, w
 
 import argparse
 import csv
+import json
 import os
 import platform
 import shutil
@@ -34,7 +35,9 @@ from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
 from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
 
 RESULTS = Path(__file__).parent / "results"
-FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s"]
+# diagnostics: PolyGRAD's latest world-model and imagined-action figures at each evaluation, as JSON ("{}" for others)
+FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s", "diagnostics"]
+DIAGNOSTIC_PREFIXES = ("world_model/", "train/imagined_action_", "imagination/")
 # The benchmarks (benchmarks/presets.py), then the InvertedPendulum diagnostics (benchmarks/diagnostic_presets.py).
 PRESETS: dict[str, Preset] = {**BENCHMARK_PRESETS, **DIAGNOSTIC_PRESETS}
 
@@ -57,6 +60,7 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
     from rl_zoo3.exp_manager import ExperimentManager
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import KVWriter
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
     from sb3_polygrad.zoo.registration import register
@@ -68,6 +72,21 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
     base_algo = split_variant(algo)[0]
     rows: list[dict[str, Any]] = []
 
+    class LatestDiagnostics(KVWriter):
+        """A logger output that keeps the last logged value of each diagnostic key (the logger clears its own at each
+        dump, and PolyGRAD evaluates its world model less often than the benchmark evaluates the policy)."""
+
+        def __init__(self) -> None:
+            self.latest: dict[str, float] = {}
+
+        def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+            self.latest |= {k: float(v) for k, v in key_values.items() if k.startswith(DIAGNOSTIC_PREFIXES)}
+
+        def snapshot(self, logger: Any) -> str:
+            """The latest values as JSON: the dumped ones, updated by those recorded since the last dump."""
+            self.write(logger.name_to_value, {})
+            return json.dumps(self.latest, sort_keys=True)
+
     class TimedEval(BaseCallback):
         """Deterministic evaluation every ``eval_freq`` env steps; wall-clock counts training time only."""
 
@@ -76,8 +95,10 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
             self.eval_env = eval_env
             self.train_time = 0.0
             self.last_eval = -1
+            self.diagnostics = LatestDiagnostics()
 
         def _on_training_start(self) -> None:
+            self.model.logger.output_formats.append(self.diagnostics)  # learn() has set up the model's logger
             self.tic = time.perf_counter()
             self.evaluate()
 
@@ -88,7 +109,8 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
             sync_envs_normalization(train_env, self.eval_env)
             mean, std = evaluate_policy(self.model, self.eval_env, preset.n_eval_episodes, deterministic=True)
             rows.append(dict(algo=algo, env=setting.env_id, seed=seed, env_steps=self.num_timesteps,
-                             eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2)))  # fmt: skip
+                             eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2),
+                             diagnostics=self.diagnostics.snapshot(self.model.logger)))  # fmt: skip
             self.last_eval = self.num_timesteps
             self.tic = time.perf_counter()
 

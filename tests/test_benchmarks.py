@@ -26,6 +26,7 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
     assert "ppo Pendulum-v1 seed 0" in message
     saved = list(csv.DictReader(run.job_csv("tiny", "ppo", "Pendulum-v1", 0).open()))
     assert [row["eval_return"] for row in saved] == [str(row["eval_return"]) for row in rows]
+    assert {row["diagnostics"] for row in saved} == {"{}"}  # PPO logs no world-model or imagination figures
     steps = [int(r["env_steps"]) for r in saved]
     # an evaluation at the start and at every 256 steps; the zoo's Pendulum entry runs 4 envs, so PPO collects its
     # rollouts in units of 4 * 256 steps and may run past the budget, as SB3 does
