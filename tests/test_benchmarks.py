@@ -84,3 +84,32 @@ def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
         preset.job_algos() and all(algo.startswith("polygrad") for algo in preset.job_algos())
         for preset in diagnostics.values()
     )
+
+
+def test_consistency_ratios_skip_ended_windows_and_come_with_an_interval():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch as th
+
+    from benchmarks.imagination_consistency import StateErrors
+
+    rng = np.random.default_rng(0)
+    true_obs = rng.normal(size=(400, 5, 3))
+    alive = np.ones((400, 5), dtype=bool)
+    alive[:100, 4] = False  # ended before k = H - 1 in the simulator: not counted there
+
+    def errors(scale: float, diverged: float) -> StateErrors:
+        """Imagined states off by ``scale`` everywhere, and by ``diverged`` where the window has ended."""
+        offset = np.full((400, 5, 1), scale)
+        offset[:100, 4] = diverged
+        return StateErrors(SimpleNamespace(observations=th.tensor(true_obs + offset)), true_obs, alive)
+
+    control, method = errors(1.0, 1.0), errors(2.0, 100.0)
+    np.testing.assert_allclose(method.means(), [4.0, 4.0])  # the ended windows' 100 is left out
+    ratios, intervals = method.ratio_to(control)
+    np.testing.assert_allclose(ratios, [4.0, 4.0])
+    assert np.all(intervals[:, 0] <= ratios) and np.all(ratios <= intervals[:, 1])
+    noisy = StateErrors(SimpleNamespace(observations=th.tensor(true_obs + rng.normal(size=(400, 5, 1)))), true_obs, alive)
+    low, high = noisy.ratio_to(control)[1][1]
+    assert 0.7 < low < 1.0 < high < 1.3  # unit-variance errors against unit errors: about 1, with a visible spread
