@@ -247,7 +247,7 @@ def test_a_paper_sized_polygrad_on_a_cpu_only_machine_warns_once(tiny_kwargs, mo
     monkeypatch.setattr(th.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="env steps per hour") as record:
         PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu")
-    assert "hyperparams/polygrad.yml" in str(record[0].message)
+    assert "-conf sb3_polygrad.zoo.cpu" in str(record[0].message) and "hyperparams/polygrad.yml" in str(record[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu")  # once per process
