@@ -1,6 +1,6 @@
 """
-Turn a benchmark CSV into learning curves (against env steps and against wall-clock) and a Markdown table of returns at
-fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline.
+Turn a benchmark CSV into learning curves (against env steps and against wall-clock), a Markdown table of returns at
+fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline, and a table of PolyGRAD's world-model figures.
 
     python -m benchmarks.report --preset quick
 
@@ -9,15 +9,27 @@ Writes ``benchmarks/results/<preset>/{curves.png, curves_wallclock.png, table.md
 
 import argparse
 import csv
+import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.presets import EnvSetting
+from benchmarks.presets import Preset
 from benchmarks.run import PRESETS, RESULTS
 
 Curves = dict[tuple[str, str], dict[int, list[tuple[int, float, float]]]]  # (algo, env) -> seed -> [(steps, ret, secs)]
+# (algo, env) -> env steps -> seed -> the figures logged by then (benchmarks.run's diagnostics column)
+Diagnostics = dict[tuple[str, str], dict[int, dict[int, dict[str, float]]]]
+# The world-model table's columns: (logged key, heading)
+WORLD_MODEL_FIGURES = (
+    ("world_model/state_mse_h1", "imagined, k = 1"),
+    ("world_model/data_actions_state_mse_h1", "recorded actions, k = 1"),
+    ("world_model/state_mse_h9", "imagined, k = 9"),
+    ("world_model/data_actions_state_mse_h9", "recorded actions, k = 9"),
+    ("train/imagined_action_std", "action std of z"),
+    ("train/imagined_action_bias", "action bias of z"),
+)
 
 
 def load(path: Path) -> Curves:
@@ -29,22 +41,46 @@ def load(path: Path) -> Curves:
     return curves
 
 
+def load_diagnostics(path: Path) -> Diagnostics:
+    """The diagnostics column of a benchmark CSV (rows written before it existed, or of other algorithms, are empty)."""
+    out: Diagnostics = defaultdict(lambda: defaultdict(dict))
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            figures = json.loads(row.get("diagnostics") or "{}")
+            if figures:
+                out[(row["algo"], row["env"])][int(row["env_steps"])][int(row["seed"])] = figures
+    return out
+
+
+def label(preset: Preset, algo: str) -> str:
+    """The legend and table name of ``algo``: a variant that imagines with the simulator is marked as a diagnostic."""
+    if preset.variant_overrides(algo).get("imagination") == "simulator":
+        return f"{algo} (diagnostic: simulator rollouts)"
+    return algo
+
+
 def steps_to_threshold(points: list[tuple[int, float, float]], threshold: float) -> float:
     """Env steps at the first evaluation whose return reaches the threshold (inf if none does)."""
     return next((float(steps) for steps, ret, _ in sorted(points) if ret >= threshold), float("inf"))
 
 
 def return_at(points: list[tuple[int, float, float]], budget: int) -> float:
-    """Return of the last evaluation at or before ``budget`` env steps."""
-    return [ret for steps, ret, _ in sorted(points) if steps <= budget][-1]
+    """Return of the last evaluation at or before ``budget`` env steps (NaN if there is none)."""
+    return ([float("nan")] + [ret for steps, ret, _ in sorted(points) if steps <= budget])[-1]
 
 
-def plot(curves: Curves, settings: tuple[EnvSetting, ...], x_index: int, xlabel: str, out: Path) -> None:
+def mean_return_from(points: list[tuple[int, float, float]], start: int) -> float:
+    """Mean return of the evaluations at ``start`` env steps and after: how well a curve holds, not one evaluation."""
+    return float(np.mean([ret for steps, ret, _ in points if steps >= start]))
+
+
+def plot(curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    settings = preset.envs
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
         for (algo, env), seeds in sorted(curves.items()):
@@ -54,7 +90,8 @@ def plot(curves: Curves, settings: tuple[EnvSetting, ...], x_index: int, xlabel:
             n = min(len(r) for r in runs)  # seeds share the evaluation grid; cut to the shortest
             xs = np.mean([[p[x_index] for p in r[:n]] for r in runs], axis=0)
             ys = np.array([[p[1] for p in r[:n]] for r in runs])
-            ax.plot(xs, ys.mean(axis=0), label=f"{algo} ({len(runs)} seeds)", lw=2 if algo == "polygrad" else 1.2)
+            style = dict(lw=2 if algo == "polygrad" else 1.2, ls="--" if "[" in algo else "-")
+            ax.plot(xs, ys.mean(axis=0), label=f"{label(preset, algo)} ({len(runs)} seeds)", **style)
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.2)
         ax.axhline(setting.threshold, color="grey", ls=":", lw=1)
         ax.set(title=setting.env_id, xlabel=xlabel, ylabel="deterministic eval return")
@@ -64,16 +101,17 @@ def plot(curves: Curves, settings: tuple[EnvSetting, ...], x_index: int, xlabel:
     plt.close(fig)
 
 
-def table(curves: Curves, settings: tuple[EnvSetting, ...]) -> str:
+def table(curves: Curves, preset: Preset) -> str:
     lines = []
-    for setting in settings:
+    for setting in preset.envs:
         budgets = [setting.budget // 4, setting.budget // 2, setting.budget]
         lines += [
             f"### {setting.env_id} (threshold {setting.threshold:g})",
             "",
             "| algo | seeds | " + " | ".join(f"return @ {b // 1000}k" for b in budgets)
-            + " | env steps to threshold (median) | PolyGRAD sample-efficiency ratio | train wall-clock (s) |",
-            "|---|" + "---:|" * (len(budgets) + 4),
+            + f" | mean return {setting.budget // 2000}k-{setting.budget // 1000}k | env steps to threshold (median) "
+            "| PolyGRAD sample-efficiency ratio | train wall-clock (s) | wall-clock x PPO |",
+            "|---|" + "---:|" * (len(budgets) + 6),
         ]  # fmt: skip
         reach: dict[str, float] = {}
         rows = []
@@ -82,17 +120,54 @@ def table(curves: Curves, settings: tuple[EnvSetting, ...]) -> str:
                 continue
             runs = list(seeds.values())
             rets = [[return_at(r, b) for r in runs] for b in budgets]
+            held = [mean_return_from(r, setting.budget // 2) for r in runs]
             reach[algo] = float(np.median([steps_to_threshold(r, setting.threshold) for r in runs]))
-            wall = np.mean([max(p[2] for p in r) for r in runs])
-            rows.append((algo, len(runs), rets, wall))
-        for algo, n_seeds, rets, wall in rows:
-            cells = " | ".join(f"{np.mean(r):.0f} ± {np.std(r):.0f}" for r in rets)
+            wall = float(np.mean([max(p[2] for p in r) for r in runs]))
+            rows.append((algo, len(runs), rets, held, wall))
+        ppo_wall = next((wall for algo, *_, wall in rows if algo == "ppo"), None)
+        for algo, n_seeds, rets, held, wall in rows:
+            cells = " | ".join(f"{np.mean(r):.0f} ± {np.std(r):.0f}" for r in [*rets, held])
             steps = "not reached" if np.isinf(reach[algo]) else f"{reach[algo]:,.0f}"
             # ratio > 1: PolyGRAD reaches the threshold in that many times fewer env steps than this baseline
             ratio = "—" if algo == "polygrad" else ratio_text(reach.get("polygrad", np.inf), reach[algo])
-            lines.append(f"| {algo} | {n_seeds} | {cells} | {steps} | {ratio} | {wall:.0f} |")
+            wall_ratio = "—" if ppo_wall is None else f"{wall / ppo_wall:.1f}x"
+            lines.append(f"| {label(preset, algo)} | {n_seeds} | {cells} | {steps} | {ratio} | {wall:.0f} | {wall_ratio} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
+    """
+    PolyGRAD's world-model figures at each evaluation, mean over seeds: open-loop state MSE of imagined trajectories
+    against the same world model given the recorded actions, and the imagined actions' standardised std and bias under
+    the policy (on-policy: 1 and 0). Empty when no run logged them.
+    """
+    lines = []
+    for (algo, env), by_step in sorted(diagnostics.items()):
+        keys = [key for key, _ in WORLD_MODEL_FIGURES]
+        rows = []
+        for steps, by_seed in sorted(by_step.items()):
+            means = [np.mean([s[key] for s in by_seed.values() if key in s] or [np.nan]) for key in keys]
+            if not all(np.isnan(means)):
+                rows.append(f"| {steps:,} | {len(by_seed)} | " + " | ".join(f"{m:.3g}" for m in means) + " |")
+        if rows:
+            lines += [
+                f"### {env}, {label(preset, algo)}",
+                "",
+                "| env steps | seeds | " + " | ".join(heading for _, heading in WORLD_MODEL_FIGURES) + " |",
+                "|---:|---:|" + "---:|" * len(WORLD_MODEL_FIGURES),
+                *rows,
+                "",
+            ]
+    if not lines:
+        return ""
+    return (
+        "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
+        "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
+        "logged every `world_model_eval_freq` env steps), and the standardised std and bias of the imagined actions "
+        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds.\n\n"
+        + "\n".join(lines)
+    )
 
 
 def ratio_text(polygrad_steps: float, baseline_steps: float) -> str:
@@ -110,19 +185,22 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     args = parser.parse_args()
     folder = RESULTS / args.preset
-    settings = PRESETS[args.preset].envs
+    preset = PRESETS[args.preset]
     curves = load(folder / f"{args.preset}.csv")
-    plot(curves, settings, 0, "env steps", folder / "curves.png")
-    plot(curves, settings, 2, "training wall-clock (s)", folder / "curves_wallclock.png")
+    plot(curves, preset, 0, "env steps", folder / "curves.png")
+    plot(curves, preset, 2, "training wall-clock (s)", folder / "curves_wallclock.png")
     machine = (folder / "machine.txt").read_text().strip() if (folder / "machine.txt").exists() else "unknown"
     text = (
         f"# Benchmark `{args.preset}`\n\nCommand: `python -m benchmarks.run --preset {args.preset}` then "
         f"`python -m benchmarks.report --preset {args.preset}`. Machine: {machine}.\n\n"
-        "Returns are mean ± std over seeds of the deterministic policy's mean return over the evaluation episodes. "
+        "Returns are mean ± std over seeds of the deterministic policy's mean return over the evaluation episodes; the "
+        "mean return over the second half of the budget averages each seed's evaluations there first. "
         "The sample-efficiency ratio is a baseline's env steps to reach the threshold divided by PolyGRAD's (median "
         "over seeds): above 1, PolyGRAD needs fewer env steps. Wall-clock excludes evaluation and is only comparable "
-        "between algorithms of the same run.\n\n" + table(curves, settings)
+        "between algorithms of the same run.\n\n" + table(curves, preset)
     )
+    world_model = world_model_table(load_diagnostics(folder / f"{args.preset}.csv"), preset)
+    text += "\n" + world_model if world_model else ""
     (folder / "table.md").write_text(text)
     print(text)
 

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import pytest
 
@@ -34,9 +35,9 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
     merged = run.merge("tiny")
     curves = report.load(merged)
     assert set(curves) == {("ppo", "Pendulum-v1")}
-    text = report.table(curves, run.PRESETS["tiny"].envs)
+    text = report.table(curves, run.PRESETS["tiny"])
     assert "| ppo |" in text
-    report.plot(curves, run.PRESETS["tiny"].envs, 0, "env steps", tmp_path / "c.png")
+    report.plot(curves, run.PRESETS["tiny"], 0, "env steps", tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
@@ -46,6 +47,36 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
 )
 def test_steps_to_threshold(points, threshold, expected):
     assert report.steps_to_threshold(points, threshold) == expected
+
+
+def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_model_figures(tmp_path):
+    preset = presets.BENCHMARK_PRESETS["hopper-100k"]
+    figures = {"world_model/state_mse_h9": 2.0, "world_model/data_actions_state_mse_h9": 0.5, "train/imagined_action_std": 1}
+    rows = [
+        # algo, seed, env steps, return, wall-clock, diagnostics
+        ("ppo", 0, 0, 10.0, 0.0, {}),
+        ("ppo", 0, 50_000, 300.0, 50.0, {}),
+        ("ppo", 0, 100_000, 500.0, 100.0, {}),
+        ("polygrad", 0, 0, 10.0, 0.0, {}),
+        ("polygrad", 0, 50_000, 1000.0, 400.0, figures),
+        ("polygrad", 0, 100_000, 600.0, 800.0, {**figures, "world_model/state_mse_h9": 4.0}),
+        ("polygrad[simulator]", 0, 100_000, 2000.0, 900.0, {}),
+    ]
+    path = tmp_path / "grid.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, run.FIELDS)
+        writer.writeheader()
+        for algo, seed, steps, ret, wall, diagnostics in rows:
+            writer.writerow(dict(algo=algo, env="Hopper-v4", seed=seed, env_steps=steps, eval_return=ret,
+                                 eval_return_std=0, wall_clock_s=wall, diagnostics=json.dumps(diagnostics)))  # fmt: skip
+    text = report.table(report.load(path), preset)
+    # polygrad: 600 at 100k, 800 = mean(1000, 600) over 50k-100k, 8.0x PPO's wall-clock
+    assert "| polygrad | 1 | 10 ± 0 | 1000 ± 0 | 600 ± 0 | 800 ± 0 | 50,000 |" in text and "| 800 | 8.0x |" in text
+    assert "| polygrad[simulator] (diagnostic: simulator rollouts) | 1 |" in text
+    world_model = report.world_model_table(report.load_diagnostics(path), preset)
+    assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | nan |" in world_model
+    assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | nan |" in world_model
+    assert "ppo" not in world_model  # no figures logged
 
 
 def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_presets():
