@@ -52,14 +52,16 @@ class TrueDynamicsDenoiser(Denoiser):
         return th.stack(rows, dim=1)
 
 
-def closed_loop(row_lag: float, n_steps: int, seed: int = 0) -> tuple[th.Tensor, ImaginedTrajectory]:
+def closed_loop(
+    row_lag: float, n_steps: int, seed: int = 0, denoiser: Denoiser | None = None
+) -> tuple[th.Tensor, ImaginedTrajectory]:
+    """A closed-loop pass of the linear system's true-dynamics denoiser (or of ``denoiser``) with the linear policy."""
     schedule = DiffusionSchedule(16, 1.0, n_steps)
     sampler = ClosedLoopSampler(row_lag=row_lag, state_change_clip=None)
     normalizer = TransitionNormalizer(OBS_DIM, ACT_DIM)  # fresh statistics: the identity up to 1e-6
     obs0 = th.randn(BATCH, OBS_DIM, generator=th.Generator().manual_seed(100))
-    x, actions = sampler.sample(
-        schedule, TrueDynamicsDenoiser(schedule), normalizer, obs0, H, LinearPolicy(), th.Generator().manual_seed(seed)
-    )
+    denoiser = denoiser or TrueDynamicsDenoiser(schedule)
+    x, actions = sampler.sample(schedule, denoiser, normalizer, obs0, H, LinearPolicy(), th.Generator().manual_seed(seed))
     obs, rewards, terminals = normalizer.unpack(x)
     return obs0, ImaginedTrajectory(obs, normalizer.actions.unnormalize(actions), rewards, terminals)
 
@@ -79,8 +81,7 @@ def test_staggered_steps_lag_each_row_and_finish_every_row():
         staggered_steps(4, 3, -1.0)
 
 
-def test_with_the_true_dynamics_actions_are_exact_policy_samples_at_the_imagined_states():
-    obs0, trajectory = closed_loop(row_lag=1.0, n_steps=3)
+def assert_actions_are_policy_samples_at_the_states(obs0: th.Tensor, trajectory: ImaginedTrajectory) -> None:
     # The noise the sampler drew, in its order: the initial window, then the per-trajectory action noise.
     gen = th.Generator().manual_seed(0)
     th.randn((BATCH, H, OBS_DIM + 2), generator=gen)
@@ -90,6 +91,19 @@ def test_with_the_true_dynamics_actions_are_exact_policy_samples_at_the_imagined
     assert th.allclose(trajectory.observations[:, 0], obs0, atol=1e-5)
     action_std, action_bias = standardized_action_stats(LinearPolicy(), trajectory)
     assert abs(action_std - 1.0) < 0.05 and abs(action_bias) < 0.05
+
+
+def test_with_the_true_dynamics_actions_are_exact_policy_samples_at_the_imagined_states():
+    assert_actions_are_policy_samples_at_the_states(*closed_loop(row_lag=1.0, n_steps=3))
+
+
+@pytest.mark.parametrize("row_lag", [0.0, 0.5, 2.0])
+def test_with_any_denoiser_each_action_is_the_policy_sample_at_its_final_state(row_lag):
+    """An untrained causal MLP: the states are wrong, but each action is still drawn at the state it is returned with
+    (the action of a row that has just finished is re-drawn at its final state, not at the last prediction of it)."""
+    th.manual_seed(0)
+    denoiser = CausalResidualMLPDenoiser(OBS_DIM + 2, ACT_DIM, H, hidden_dim=32, num_layers=2, embed_dim=16)
+    assert_actions_are_policy_samples_at_the_states(*closed_loop(row_lag, n_steps=4, denoiser=denoiser))
 
 
 def test_with_the_true_dynamics_the_states_follow_the_actions_only_when_rows_are_staggered():
