@@ -165,8 +165,7 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
         "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
         "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
         "logged every `world_model_eval_freq` env steps), and the standardised std and bias of the imagined actions "
-        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds.\n\n"
-        + "\n".join(lines)
+        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds.\n\n" + "\n".join(lines)
     )
 
 
