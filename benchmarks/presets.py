@@ -99,6 +99,17 @@ def zoo_hyperparams(algo: str, env_id: str, polygrad_entries: HyperparamsName = 
 
 IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
 
+
+def locomotion_100k(setting: EnvSetting) -> Preset:
+    """One of the paper's tasks at CPU scale: PolyGRAD's CPU entry, PPO and SAC, and the simulator-imagination diagnostic."""
+    return Preset(
+        envs=(setting,),
+        algos=("polygrad", "ppo", "sac"),
+        polygrad_entries="cpu",
+        variants={"simulator": {"imagination": "simulator"}},
+    )
+
+
 # Every algorithm with its zoo hyperparameters, 3 seeds: PolyGRAD against PPO, SAC and TRPO.
 BENCHMARK_PRESETS: dict[str, Preset] = {
     # CPU-sized: two small MuJoCo tasks, 20k env steps.
@@ -108,14 +119,11 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
             EnvSetting("InvertedDoublePendulum-v4", 20_000, 2_000, 9_000.0),
         ),
     ),
-    # Hopper at 100k env steps: PolyGRAD's CPU-sized entry (polygrad_cpu.yml) against PPO and SAC, and the same learner
-    # given simulator rollouts instead of imagination, a diagnostic (run it on seeds 0 and 1).
-    "hopper-100k": Preset(
-        envs=(EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0),),
-        algos=("polygrad", "ppo", "sac"),
-        polygrad_entries="cpu",
-        variants={"simulator": {"imagination": "simulator"}},
-    ),
+    # The paper's locomotion tasks at 100k env steps: PolyGRAD's CPU-sized entry (polygrad_cpu.yml) against PPO and SAC,
+    # and the same learner given simulator rollouts instead of imagination, a diagnostic (run it on seeds 0 and 1).
+    "hopper-100k": locomotion_100k(EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0)),
+    "walker2d-100k": locomotion_100k(EnvSetting("Walker2d-v4", 100_000, 5_000, 1_000.0)),
+    "halfcheetah-100k": locomotion_100k(EnvSetting("HalfCheetah-v4", 100_000, 5_000, 1_500.0)),
     # The paper's tasks and budgets: GPU-sized.
     "paper": Preset(
         envs=(
