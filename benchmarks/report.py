@@ -129,7 +129,7 @@ def table(curves: Curves, preset: Preset) -> str:
             cells = " | ".join(f"{np.mean(r):.0f} ± {np.std(r):.0f}" for r in [*rets, held])
             steps = "not reached" if np.isinf(reach[algo]) else f"{reach[algo]:,.0f}"
             # ratio > 1: PolyGRAD reaches the threshold in that many times fewer env steps than this baseline
-            ratio = "—" if algo == "polygrad" else ratio_text(reach.get("polygrad", np.inf), reach[algo])
+            ratio = "—" if algo == "polygrad" else ratio_text(reach.get("polygrad"), reach[algo])
             wall_ratio = "—" if ppo_wall is None else f"{wall / ppo_wall:.1f}x"
             lines.append(f"| {label(preset, algo)} | {n_seeds} | {cells} | {steps} | {ratio} | {wall:.0f} | {wall_ratio} |")
         lines.append("")
@@ -169,7 +169,10 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
     )
 
 
-def ratio_text(polygrad_steps: float, baseline_steps: float) -> str:
+def ratio_text(polygrad_steps: float | None, baseline_steps: float) -> str:
+    """A baseline's env steps to the threshold as a multiple of PolyGRAD's (None: no PolyGRAD run on this env yet)."""
+    if polygrad_steps is None:
+        return "PolyGRAD not run"
     if np.isinf(polygrad_steps) and np.isinf(baseline_steps):
         return "neither reached"
     if np.isinf(polygrad_steps):

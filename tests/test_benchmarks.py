@@ -1,6 +1,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import diagnostic_presets, presets, report, run
@@ -47,6 +48,15 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
 )
 def test_steps_to_threshold(points, threshold, expected):
     assert report.steps_to_threshold(points, threshold) == expected
+
+
+@pytest.mark.parametrize(
+    "polygrad, baseline, expected",
+    [(10.0, 20.0, "2.00x"), (np.inf, 20.0, "PolyGRAD did not reach it"), (10.0, np.inf, "baseline did not reach it"),
+     (np.inf, np.inf, "neither reached"), (None, 20.0, "PolyGRAD not run")],
+)  # fmt: skip
+def test_ratio_text_says_which_side_is_missing(polygrad, baseline, expected):
+    assert report.ratio_text(polygrad, baseline) == expected
 
 
 def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_model_figures(tmp_path):
