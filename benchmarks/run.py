@@ -6,7 +6,9 @@ Each (algo, env, seed) job is built by the RL Zoo's own ``ExperimentManager`` fr
 and evaluated every ``eval_freq`` env steps with the deterministic policy on a separate env. Jobs run in parallel
 processes, or as the tasks of a Ray cluster (``--backend ray``, docs/cluster.md); each returns its rows, which this
 process writes to the job's own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without
-redoing finished jobs, and all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``.
+redoing finished jobs, and all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``. In a process
+pool, each job also checkpoints itself at every evaluation (``benchmarks/checkpoints.py``), so a job that was killed
+continues from its last evaluation on the next run; the preset's ``machine.txt`` records which jobs resumed.
 
     python -m benchmarks.run --preset quick --workers 2
     python -m benchmarks.run --preset paper --backend ray --address auto
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.backends import LocalBackend, RayBackend
+from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
 from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
 
@@ -46,14 +49,22 @@ def job_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:
     return RESULTS / preset / "runs" / f"{algo}_{env_id}_{seed}.csv"
 
 
-def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[dict[str, Any]]:
+def job_checkpoint(preset: str, algo: str, env_id: str, seed: int) -> Path:
+    """The folder of a job's checkpoints, beside its CSV (removed once the CSV is written)."""
+    return job_csv(preset, algo, env_id, seed).with_suffix(".ckpt")
+
+
+def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, checkpoint: Path | None = None) -> list[dict[str, Any]]:
     """
-    Train and evaluate one (algo, env, seed), in a worker process or a Ray task: nothing is written that the driver needs.
+    Train and evaluate one (algo, env, seed), in a worker process or a Ray task: nothing is written that the driver needs
+    but the job's own checkpoints.
 
     :param preset: the preset itself, not its name: a Ray worker imports the shipped module, without the driver's changes
     :param algo: an algorithm or ``polygrad[<label>]`` variant of the preset
     :param setting: one of the preset's envs
     :param seed: the seed
+    :param checkpoint: a folder for the job's checkpoints (benchmarks/checkpoints.py), written at every evaluation: the
+        job continues from the latest one there, if any. None: no checkpoints
     :return: one row of ``FIELDS`` per evaluation
     """
     import torch as th
@@ -71,6 +82,7 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
     hyperparams = preset.hyperparams(algo, setting.env_id)
     base_algo = split_variant(algo)[0]
     rows: list[dict[str, Any]] = []
+    saver = JobCheckpoint(checkpoint) if checkpoint is not None else None
 
     class LatestDiagnostics(KVWriter):
         """A logger output that keeps the last logged value of each diagnostic key (the logger clears its own at each
@@ -88,19 +100,25 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
             return json.dumps(self.latest, sort_keys=True)
 
     class TimedEval(BaseCallback):
-        """Deterministic evaluation every ``eval_freq`` env steps; wall-clock counts training time only."""
+        """
+        Deterministic evaluation every ``eval_freq`` env steps; wall-clock counts training time only. Each evaluation is
+        followed by a checkpoint at the start of the next rollout, where the model has stored and trained on every
+        transition it counts (during a step, SB3 calls the callback before it stores that step's transition).
+        """
 
-        def __init__(self, eval_env: Any) -> None:
+        def __init__(self, eval_env: Any, train_time: float) -> None:
             super().__init__()
             self.eval_env = eval_env
-            self.train_time = 0.0
-            self.last_eval = -1
+            self.train_time = train_time
             self.diagnostics = LatestDiagnostics()
+            self.checkpoint_due = False
 
         def _on_training_start(self) -> None:
             self.model.logger.output_formats.append(self.diagnostics)  # learn() has set up the model's logger
             self.tic = time.perf_counter()
-            self.evaluate()
+            self.last_eval = rows[-1]["env_steps"] if rows else -1  # a resumed job has evaluated at its checkpoint
+            if not rows:
+                self.evaluate()
 
         def evaluate(self) -> None:
             self.train_time += time.perf_counter() - self.tic
@@ -112,7 +130,16 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
                              eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2),
                              diagnostics=self.diagnostics.snapshot(self.model.logger)))  # fmt: skip
             self.last_eval = self.num_timesteps
+            self.checkpoint_due = saver is not None
             self.tic = time.perf_counter()
+
+        def _on_rollout_start(self) -> None:
+            if self.checkpoint_due:
+                assert saver is not None
+                self.train_time += time.perf_counter() - self.tic
+                saver.save(self.model, rows, self.train_time)
+                self.checkpoint_due = False
+                self.tic = time.perf_counter()
 
         def _on_step(self) -> bool:
             if self.num_timesteps // setting.eval_freq > self.last_eval // setting.eval_freq:
@@ -129,8 +156,17 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int) -> list[d
         setup = manager.setup_experiment()
         assert setup is not None
         model, _ = setup
-        manager.callbacks.append(TimedEval(manager.create_envs(1, eval_env=True)))
-        manager.learn(model)
+        resumed = saver.restore(model) if saver is not None else None
+        train_time = 0.0
+        if resumed is not None:
+            model, rows[:], train_time = resumed
+        manager.callbacks.append(TimedEval(manager.create_envs(1, eval_env=True), train_time))
+        # The zoo's manager.learn would count env steps from 0 again; a resumed model goes on from its own count. As
+        # the zoo does for its log_interval -2, None turns SB3's periodic log dumps off (its signature says int).
+        model.learn(setting.budget - model.num_timesteps, callback=manager.callbacks,
+                    log_interval=None, reset_num_timesteps=False)  # type: ignore[arg-type]  # fmt: skip
+        assert model.env is not None
+        model.env.close()
     finally:
         shutil.rmtree(log_folder, ignore_errors=True)
     return rows
@@ -196,9 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    todo = [
+    todo: list[tuple[Any, ...]] = [
         job for job in jobs(preset, args.algos, args.seeds) if not job_csv(args.preset, job[1], job[2].env_id, job[3]).exists()
     ]
+    # Checkpoints need the driver and the job on one disk: with the local backend, a killed job continues from its last
+    # evaluation; Ray's tasks may run on other machines, so there a killed job starts again.
+    if args.backend == "local":
+        todo = [(*job, job_checkpoint(args.preset, job[1], job[2].env_id, job[3])) for job in todo]
+    resumed = [f"{job[1]} {job[2].env_id} seed {job[3]}" for job in todo if len(job) > 4 and JobCheckpoint(job[4]).latest()]
     backend: LocalBackend | RayBackend = LocalBackend(args.workers)
     if args.backend == "ray":
         try:
@@ -211,11 +252,13 @@ def main(argv: list[str] | None = None) -> None:
         with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
             f.write(
                 f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
-                f"algos {' '.join(args.algos or preset.job_algos())}; {backend.describe()}\n"
+                f"algos {' '.join(args.algos or preset.job_algos())}; {backend.describe()}"
+                + "".join(f"; {job} resumed from its checkpoint" for job in resumed)
+                + "\n"
             )
-        print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped")
+        print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped, killed ones resume: {resumed or 'none'}")
         with tqdm(total=len(todo), desc=args.preset) as bar:
-            for (_, algo, setting, seed), result in backend.results(run_job, todo):
+            for (_, algo, setting, seed, *checkpoint), result in backend.results(run_job, todo):
                 try:
                     rows = result()
                 except Exception as error:  # the other jobs go on and are saved; this one reruns next time
@@ -223,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
                     bar.write(f"{failed[-1]} failed:\n{''.join(traceback.format_exception(error))}")
                 else:
                     bar.write(save_job(args.preset, algo, setting.env_id, seed, rows))
+                    for folder in checkpoint:
+                        JobCheckpoint(folder).remove()
                 bar.update()
     print(f"results: {merge(args.preset)}")
     if failed:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks import diagnostic_presets, presets, report, run
+from benchmarks.checkpoints import JobCheckpoint
 
 
 def test_zoo_hyperparams_fall_back_to_the_tuned_entry_of_another_version():
@@ -154,3 +155,53 @@ def test_consistency_ratios_skip_ended_windows_and_come_with_an_interval():
     noisy = StateErrors(SimpleNamespace(observations=th.tensor(true_obs + rng.normal(size=(400, 5, 1)))), true_obs, alive)
     low, high = noisy.ratio_to(control)[1][1]
     assert 0.7 < low < 1.0 < high < 1.3  # unit-variance errors against unit errors: about 1, with a visible spread
+
+
+def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
+    from sb3_polygrad import PolyGRAD
+
+    overrides = {**tiny_kwargs, "n_sampling_steps": None, "state_change_clip_steps": None}
+
+    def preset(budget: int) -> presets.Preset:
+        return presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", budget, 150, -1000.0),), algos=("polygrad",),
+                              seeds=(0,), n_eval_episodes=1, hyperparam_overrides=overrides)  # fmt: skip
+
+    folder = tmp_path / "polygrad_Pendulum-v1_0.ckpt"
+    # A job whose budget ends at 300 env steps stands for one killed before its checkpoint after the evaluation at 300:
+    # its latest checkpoint is the one after the evaluation at 150, at the next rollout (train_freq 4: 152 env steps).
+    first = run.run_job(preset(300), "polygrad", preset(300).envs[0], 0, folder)
+    assert [row["env_steps"] for row in first] == [0, 150, 300]
+    assert sorted(path.name for path in folder.iterdir()) == ["152", "latest"]  # older checkpoints removed
+    (folder / "456").mkdir()  # as half-written by a kill during the next save: not the latest, and replaced
+    whole = run.run_job(preset(600), "polygrad", preset(600).envs[0], 0, folder)
+    assert [row["env_steps"] for row in whole] == [0, 150, 300, 450, 600]
+    assert whole[:2] == first[:2]  # the rows up to the checkpoint, wall-clock included, come back as they were saved
+    assert whole[2]["wall_clock_s"] != first[2]["wall_clock_s"]  # from 152 on, the job ran again
+    assert sorted(path.name for path in folder.iterdir()) == ["452", "latest"]
+    final = PolyGRAD.load(folder / "452" / "model.zip")
+    final.load_replay_buffer(folder / "452" / "replay_buffer.pkl")
+    buffer = final.replay_buffer
+    assert final.num_timesteps == buffer.n_stored() == 452  # every counted transition is stored, none lost at 152
+    # Pendulum's episodes end every 200 steps; the resumed job reset its env at 152, so that episode was cut there
+    assert buffer.timeouts[:452, 0].nonzero()[0].tolist() == [151, 351]
+
+
+def test_a_resumed_job_keeps_its_observation_normalisation(tmp_path, monkeypatch):
+    import pickle
+
+    ppo_entry = dict(policy="MlpPolicy", n_envs=2, n_steps=64, batch_size=64, normalize=True)  # rollouts of 128 steps
+    monkeypatch.setattr(presets, "zoo_hyperparams", lambda algo, env, entries: ppo_entry)
+
+    def preset(budget: int) -> presets.Preset:
+        return presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", budget, 128, -1000.0),), algos=("ppo",),
+                              seeds=(0,), n_eval_episodes=1)  # fmt: skip
+
+    folder = tmp_path / "ppo_Pendulum-v1_0.ckpt"
+    run.run_job(preset(256), "ppo", preset(256).envs[0], 0, folder)  # its latest checkpoint: 128, after that evaluation
+    run.run_job(preset(512), "ppo", preset(512).envs[0], 0, folder)
+    latest = JobCheckpoint(folder).latest()
+    assert latest is not None and latest.name == "384"
+    with (latest / "vec_normalize.pkl").open("rb") as f:
+        obs_rms, _ = pickle.load(f)
+    # every observation since the start went into the statistics, not only the 256 since the resume at 128
+    assert obs_rms.count > 384

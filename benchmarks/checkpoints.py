@@ -1,0 +1,85 @@
+"""
+Checkpoints of a benchmark job, so that a job killed part-way (a machine's session ending, an interrupt) continues from
+its last evaluation on the next ``benchmarks.run`` instead of starting again.
+
+A checkpoint is a folder per evaluation, ``<job>.ckpt/<env steps>/``, holding the model (with its optimisers), its replay
+buffer where it has one, the statistics of a ``VecNormalize`` training env, and the evaluation rows and training
+wall-clock so far. The file ``latest`` names the newest complete folder and is replaced atomically only once that
+folder is fully written, so a kill while saving leaves the previous checkpoint in force; older folders are removed
+after. A resumed job starts new episodes (the envs' mid-episode state is not saved), so its curve after the resume is
+not bit-identical to that of a job that ran through.
+"""
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+
+
+class JobCheckpoint:
+    """
+    The checkpoints of one benchmark job.
+
+    :param folder: the job's checkpoint folder (created on the first save)
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def latest(self) -> Path | None:
+        """:return: the newest complete checkpoint, or None if there is none"""
+        pointer = self.folder / "latest"
+        return self.folder / pointer.read_text().strip() if pointer.exists() else None
+
+    def save(self, model: BaseAlgorithm, rows: list[dict[str, Any]], train_time: float) -> None:
+        """
+        Write a checkpoint of ``model`` at its current env step, then make it the latest.
+
+        :param model: the model being trained
+        :param rows: the job's evaluation rows so far
+        :param train_time: the job's training wall-clock so far, in seconds
+        """
+        step = self.folder / str(model.num_timesteps)
+        shutil.rmtree(step, ignore_errors=True)  # a folder left by a kill while it was being written
+        step.mkdir(parents=True)
+        model.save(step / "model.zip")
+        if isinstance(model, OffPolicyAlgorithm):
+            model.save_replay_buffer(step / "replay_buffer.pkl")
+        env = model.get_env()
+        if isinstance(env, VecNormalize):
+            with (step / "vec_normalize.pkl").open("wb") as f:
+                pickle.dump((env.obs_rms, env.ret_rms), f)
+        (step / "progress.json").write_text(json.dumps({"rows": rows, "train_time": train_time}))
+        pointer = self.folder / "latest.tmp"
+        pointer.write_text(step.name)
+        pointer.replace(self.folder / "latest")
+        for old in self.folder.iterdir():
+            if old.is_dir() and old != step:
+                shutil.rmtree(old)
+
+    def restore(self, model: BaseAlgorithm) -> tuple[BaseAlgorithm, list[dict[str, Any]], float] | None:
+        """
+        :param model: a freshly built model of the job, whose env (and its ``VecNormalize``) the restored model takes over
+        :return: the restored model, its evaluation rows and its training wall-clock so far; None without a checkpoint
+        """
+        step = self.latest()
+        if step is None:
+            return None
+        env = model.get_env()
+        restored = type(model).load(step / "model.zip", env=env, device=model.device)
+        if isinstance(restored, OffPolicyAlgorithm):
+            restored.load_replay_buffer(step / "replay_buffer.pkl")
+        if isinstance(env, VecNormalize):
+            with (step / "vec_normalize.pkl").open("rb") as f:
+                env.obs_rms, env.ret_rms = pickle.load(f)
+        progress = json.loads((step / "progress.json").read_text())
+        return restored, progress["rows"], progress["train_time"]
+
+    def remove(self) -> None:
+        """Delete the job's checkpoints (once its rows are saved for good)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
