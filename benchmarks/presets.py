@@ -101,12 +101,20 @@ IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
 
 
 def locomotion_100k(setting: EnvSetting) -> Preset:
-    """One of the paper's tasks at CPU scale: PolyGRAD's CPU entry, PPO and SAC, and the simulator-imagination diagnostic."""
+    """
+    One of the paper's tasks at CPU scale: PolyGRAD's CPU entry, PPO and SAC; the simulator-imagination diagnostic; and
+    the learner's two levers, each alone: twice the imagine-then-update rounds per training call, and actor steps three
+    times as large.
+    """
     return Preset(
         envs=(setting,),
         algos=("polygrad", "ppo", "sac"),
         polygrad_entries="cpu",
-        variants={"simulator": {"imagination": "simulator"}},
+        variants={
+            "simulator": {"imagination": "simulator"},
+            "updates2": {"agent_gradient_steps": 2},
+            "step0.03": {"target_policy_update": 0.03},
+        },
     )
 
 

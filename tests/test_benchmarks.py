@@ -107,7 +107,7 @@ def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_an
     from sb3_polygrad.zoo.registration import hyperparams_path
 
     preset = presets.BENCHMARK_PRESETS["hopper-100k"]
-    assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]")
+    assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", "polygrad[updates2]", "polygrad[step0.03]")
     assert preset.hyperparams("polygrad", "Hopper-v4") == cpu.hyperparams["Hopper-v4"]
     entry = cpu.hyperparams["Hopper-v4"]
     assert preset.hyperparams("polygrad[simulator]", "Hopper-v4") == {**entry, "imagination": "simulator"}
