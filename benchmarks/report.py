@@ -101,6 +101,11 @@ def plot(curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path) -
     plt.close(fig)
 
 
+def mean_std_text(values: list[float]) -> str:
+    """``"mean ± std"`` over seeds; the mean alone for one seed, whose spread is unknown rather than 0."""
+    return f"{np.mean(values):.0f} ± {np.std(values):.0f}" if len(values) > 1 else f"{values[0]:.0f}"
+
+
 def table(curves: Curves, preset: Preset) -> str:
     lines = []
     for setting in preset.envs:
@@ -126,7 +131,7 @@ def table(curves: Curves, preset: Preset) -> str:
             rows.append((algo, len(runs), rets, held, wall))
         ppo_wall = next((wall for algo, *_, wall in rows if algo == "ppo"), None)
         for algo, n_seeds, rets, held, wall in rows:
-            cells = " | ".join(f"{np.mean(r):.0f} ± {np.std(r):.0f}" for r in [*rets, held])
+            cells = " | ".join(mean_std_text(r) for r in [*rets, held])
             steps = "not reached" if np.isinf(reach[algo]) else f"{reach[algo]:,.0f}"
             # ratio > 1: PolyGRAD reaches the threshold in that many times fewer env steps than this baseline
             ratio = "—" if algo == "polygrad" else ratio_text(reach.get("polygrad"), reach[algo])
@@ -191,11 +196,12 @@ def main() -> None:
     curves = load(folder / f"{args.preset}.csv")
     plot(curves, preset, 0, "env steps", folder / "curves.png")
     plot(curves, preset, 2, "training wall-clock (s)", folder / "curves_wallclock.png")
-    machine = (folder / "machine.txt").read_text().strip() if (folder / "machine.txt").exists() else "unknown"
+    machine = (folder / "machine.txt").read_text().strip().rstrip(".") if (folder / "machine.txt").exists() else "unknown"
     text = (
         f"# Benchmark `{args.preset}`\n\nCommand: `python -m benchmarks.run --preset {args.preset}` then "
         f"`python -m benchmarks.report --preset {args.preset}`. Machine: {machine}.\n\n"
-        "Returns are mean ± std over seeds of the deterministic policy's mean return over the evaluation episodes; the "
+        "Returns are mean ± std over seeds (the mean alone for one seed) of the deterministic policy's mean return over "
+        "the evaluation episodes; the "
         "mean return over the second half of the budget averages each seed's evaluations there first. "
         "The sample-efficiency ratio is a baseline's env steps to reach the threshold divided by PolyGRAD's (median "
         "over seeds): above 1, PolyGRAD needs fewer env steps. Wall-clock excludes evaluation and is only comparable "

@@ -130,7 +130,7 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, checkpoin
                              eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2),
                              diagnostics=self.diagnostics.snapshot(self.model.logger)))  # fmt: skip
             self.last_eval = self.num_timesteps
-            self.checkpoint_due = saver is not None
+            self.checkpoint_due = saver is not None and self.num_timesteps > 0  # at step 0 there is nothing to keep
             self.tic = time.perf_counter()
 
         def _on_rollout_start(self) -> None:
@@ -232,14 +232,15 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    todo: list[tuple[Any, ...]] = [
-        job for job in jobs(preset, args.algos, args.seeds) if not job_csv(args.preset, job[1], job[2].env_id, job[3]).exists()
-    ]
     # Checkpoints need the driver and the job on one disk: with the local backend, a killed job continues from its last
-    # evaluation; Ray's tasks may run on other machines, so there a killed job starts again.
-    if args.backend == "local":
-        todo = [(*job, job_checkpoint(args.preset, job[1], job[2].env_id, job[3])) for job in todo]
-    resumed = [f"{job[1]} {job[2].env_id} seed {job[3]}" for job in todo if len(job) > 4 and JobCheckpoint(job[4]).latest()]
+    # evaluation; Ray's tasks may run on other machines, so there a killed job starts again (no checkpoint folder).
+    local = args.backend == "local"
+    todo = [
+        (preset, algo, setting, seed, job_checkpoint(args.preset, algo, setting.env_id, seed) if local else None)
+        for _, algo, setting, seed in jobs(preset, args.algos, args.seeds)
+        if not job_csv(args.preset, algo, setting.env_id, seed).exists()
+    ]
+    resumed = [f"{job[1]} {job[2].env_id} seed {job[3]}" for job in todo if job[4] and JobCheckpoint(job[4]).latest()]
     backend: LocalBackend | RayBackend = LocalBackend(args.workers)
     if args.backend == "ray":
         try:
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped, killed ones resume: {resumed or 'none'}")
         with tqdm(total=len(todo), desc=args.preset) as bar:
-            for (_, algo, setting, seed, *checkpoint), result in backend.results(run_job, todo):
+            for (_, algo, setting, seed, checkpoint), result in backend.results(run_job, todo):
                 try:
                     rows = result()
                 except Exception as error:  # the other jobs go on and are saved; this one reruns next time
@@ -266,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                     bar.write(f"{failed[-1]} failed:\n{''.join(traceback.format_exception(error))}")
                 else:
                     bar.write(save_job(args.preset, algo, setting.env_id, seed, rows))
-                    for folder in checkpoint:
-                        JobCheckpoint(folder).remove()
+                    if checkpoint is not None:
+                        JobCheckpoint(checkpoint).remove()
                 bar.update()
     print(f"results: {merge(args.preset)}")
     if failed:

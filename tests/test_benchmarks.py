@@ -51,6 +51,11 @@ def test_steps_to_threshold(points, threshold, expected):
     assert report.steps_to_threshold(points, threshold) == expected
 
 
+@pytest.mark.parametrize("values, expected", [([100.0, 300.0], "200 ± 100"), ([545.4], "545")])
+def test_one_seed_shows_its_mean_without_a_spread(values, expected):
+    assert report.mean_std_text(values) == expected
+
+
 @pytest.mark.parametrize(
     "polygrad, baseline, expected",
     [(10.0, 20.0, "2.00x"), (np.inf, 20.0, "PolyGRAD did not reach it"), (10.0, np.inf, "baseline did not reach it"),
@@ -82,7 +87,7 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
                                  eval_return_std=0, wall_clock_s=wall, diagnostics=json.dumps(diagnostics)))  # fmt: skip
     text = report.table(report.load(path), preset)
     # polygrad: 600 at 100k, 800 = mean(1000, 600) over 50k-100k, 8.0x PPO's wall-clock
-    assert "| polygrad | 1 | 10 ± 0 | 1000 ± 0 | 600 ± 0 | 800 ± 0 | 50,000 |" in text and "| 800 | 8.0x |" in text
+    assert "| polygrad | 1 | 10 | 1000 | 600 | 800 | 50,000 |" in text and "| 800 | 8.0x |" in text
     assert "| polygrad[simulator] (diagnostic: simulator rollouts) | 1 |" in text
     world_model = report.world_model_table(report.load_diagnostics(path), preset)
     assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | nan |" in world_model
@@ -167,6 +172,8 @@ def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
                               seeds=(0,), n_eval_episodes=1, hyperparam_overrides=overrides)  # fmt: skip
 
     folder = tmp_path / "polygrad_Pendulum-v1_0.ckpt"
+    run.run_job(preset(100), "polygrad", preset(100).envs[0], 0, folder)
+    assert JobCheckpoint(folder).latest() is None  # only the evaluation at step 0: nothing worth a checkpoint
     # A job whose budget ends at 300 env steps stands for one killed before its checkpoint after the evaluation at 300:
     # its latest checkpoint is the one after the evaluation at 150, at the next rollout (train_freq 4: 152 env steps).
     first = run.run_job(preset(300), "polygrad", preset(300).envs[0], 0, folder)
