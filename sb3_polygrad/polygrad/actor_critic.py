@@ -22,6 +22,7 @@ class ActorCriticConfig:
 
     :param gamma: discount factor
     :param gae_lambda: GAE lambda
+    :param reward_scale: factor on the imagined rewards: the critic learns returns in these units
     :param ent_coef: entropy bonus weight
     :param normalize_advantage: standardise advantages over the batch
     :param max_grad_norm: gradient-norm clip of actor and critic, each
@@ -36,6 +37,7 @@ class ActorCriticConfig:
 
     gamma: float = 0.99
     gae_lambda: float = 0.9
+    reward_scale: float = 1.0
     ent_coef: float = 1e-5
     normalize_advantage: bool = True
     max_grad_norm: float = 0.1
@@ -93,7 +95,8 @@ class ImaginedActorCritic:
         obs = traj.observations[:, :-1]  # (B, H-1, O)
         with th.no_grad():
             target_values = policy.critic_target(traj.observations)  # (B, H)
-            advantages, returns, weights = gae(traj.rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
+            rewards = cfg.reward_scale * traj.rewards
+            advantages, returns, weights = gae(rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
             if cfg.normalize_advantage:
                 advantages = masked_normalize(advantages, weights)
         log_prob = self.log_prob(traj, cfg)

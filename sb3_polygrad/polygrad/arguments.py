@@ -87,6 +87,7 @@ RANGES: dict[str, Range] = {
     "critic_learning_rate": real("(0, inf)"),
     "imagination_batch_size": integer("[1, inf)"),
     "gae_lambda": real("[0, 1]"),
+    "reward_scale": real("(0, inf)"),  # 0 would erase the rewards
     "ent_coef": real("[0, inf)"),
     "max_grad_norm": real("(0, inf]"),  # inf: no clipping
     "agent_gradient_steps": integer("[0, inf)"),

@@ -70,6 +70,10 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param tau: soft-update coefficient of the critic's target (the reference's EMA decay 0.995)
     :param gamma: discount factor
     :param gae_lambda: GAE lambda of the imagined returns
+    :param reward_scale: factor on the imagined rewards before the actor-critic, so that the critic learns scaled
+        returns (the policy gradient keeps its direction: advantages are standardised). Not in the paper: this package's
+        extension for long discounts, whose returns a critic would otherwise take many steps to reach (Adam moves each
+        weight by about its learning rate per step)
     :param ent_coef: entropy bonus weight
     :param normalize_advantage: standardise advantages over the imagined batch
     :param max_grad_norm: gradient-norm clip of actor and critic, each
@@ -154,6 +158,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         tau: float = 0.005,
         gamma: float = 0.99,
         gae_lambda: float = 0.9,
+        reward_scale: float = 1.0,
         ent_coef: float = 1e-5,
         normalize_advantage: bool = True,
         max_grad_norm: float = 0.1,
@@ -230,6 +235,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.world_model_learning_rate = world_model_learning_rate
         self.imagination_batch_size = imagination_batch_size
         self.gae_lambda = gae_lambda
+        self.reward_scale = reward_scale
         self.ent_coef = ent_coef
         self.normalize_advantage = normalize_advantage
         self.max_grad_norm = max_grad_norm
@@ -392,6 +398,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         return ActorCriticConfig(
             gamma=self.gamma,
             gae_lambda=self.gae_lambda,
+            reward_scale=self.reward_scale,
             ent_coef=self.ent_coef,
             normalize_advantage=self.normalize_advantage,
             max_grad_norm=self.max_grad_norm,
