@@ -201,8 +201,8 @@ def main() -> None:
         f"# Benchmark `{args.preset}`\n\nCommand: `python -m benchmarks.run --preset {args.preset}` then "
         f"`python -m benchmarks.report --preset {args.preset}`. Machine: {machine}.\n\n"
         "Returns are mean ± std over seeds (the mean alone for one seed) of the deterministic policy's mean return over "
-        "the evaluation episodes; the "
-        "mean return over the second half of the budget averages each seed's evaluations there first. "
+        "the evaluation episodes; the mean return over the second half of the budget averages each seed's evaluations "
+        "there first. "
         "The sample-efficiency ratio is a baseline's env steps to reach the threshold divided by PolyGRAD's (median "
         "over seeds): above 1, PolyGRAD needs fewer env steps. Wall-clock excludes evaluation and is only comparable "
         "between algorithms of the same run.\n\n" + table(curves, preset)
