@@ -91,7 +91,8 @@ def plot(curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path) -
             xs = np.mean([[p[x_index] for p in r[:n]] for r in runs], axis=0)
             ys = np.array([[p[1] for p in r[:n]] for r in runs])
             style = dict(lw=2 if algo == "polygrad" else 1.2, ls="--" if "[" in algo else "-")
-            ax.plot(xs, ys.mean(axis=0), label=f"{label(preset, algo)} ({len(runs)} seeds)", **style)
+            seed_count = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
+            ax.plot(xs, ys.mean(axis=0), label=f"{label(preset, algo)} ({seed_count})", **style)
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.2)
         ax.axhline(setting.threshold, color="grey", ls=":", lw=1)
         ax.set(title=setting.env_id, xlabel=xlabel, ylabel="deterministic eval return")
@@ -150,12 +151,18 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
     lines = []
     for (algo, env), by_step in sorted(diagnostics.items()):
         keys = [key for key, _ in WORLD_MODEL_FIGURES]
-        rows = []
+        rows, table_means = [], []
         for steps, by_seed in sorted(by_step.items()):
             means = [np.mean([s[key] for s in by_seed.values() if key in s] or [np.nan]) for key in keys]
             if not all(np.isnan(means)):
                 rows.append(f"| {steps:,} | {len(by_seed)} | " + " | ".join(f"{m:.3g}" for m in means) + " |")
+                table_means.append(means)
         if rows:
+            # The run in one line: each column's mean over its rows. Every figure but the bias is non-negative, and the
+            # bias's signs would cancel, so the mean is of sizes.
+            columns = np.abs(np.array(table_means)).T
+            overall = [np.nanmean(column) if not np.isnan(column).all() else np.nan for column in columns]
+            rows.append("| mean (bias: mean size) | | " + " | ".join(f"{m:.3g}" for m in overall) + " |")
             lines += [
                 f"### {env}, {label(preset, algo)}",
                 "",

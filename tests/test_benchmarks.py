@@ -68,6 +68,8 @@ def test_ratio_text_says_which_side_is_missing(polygrad, baseline, expected):
 def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_model_figures(tmp_path):
     preset = presets.BENCHMARK_PRESETS["hopper-100k"]
     figures = {"world_model/state_mse_h9": 2.0, "world_model/data_actions_state_mse_h9": 0.5, "train/imagined_action_std": 1}
+    figures["train/imagined_action_bias"] = -0.1
+    later = {**figures, "world_model/state_mse_h9": 4.0, "train/imagined_action_bias": 0.3}
     rows = [
         # algo, seed, env steps, return, wall-clock, diagnostics
         ("ppo", 0, 0, 10.0, 0.0, {}),
@@ -75,7 +77,7 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
         ("ppo", 0, 100_000, 500.0, 100.0, {}),
         ("polygrad", 0, 0, 10.0, 0.0, {}),
         ("polygrad", 0, 50_000, 1000.0, 400.0, figures),
-        ("polygrad", 0, 100_000, 600.0, 800.0, {**figures, "world_model/state_mse_h9": 4.0}),
+        ("polygrad", 0, 100_000, 600.0, 800.0, later),
         ("polygrad[simulator]", 0, 100_000, 2000.0, 900.0, {}),
     ]
     path = tmp_path / "grid.csv"
@@ -90,8 +92,9 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
     assert "| polygrad | 1 | 10 | 1000 | 600 | 800 | 50,000 |" in text and "| 800 | 8.0x |" in text
     assert "| polygrad[simulator] (diagnostic: simulator rollouts) | 1 |" in text
     world_model = report.world_model_table(report.load_diagnostics(path), preset)
-    assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | nan |" in world_model
-    assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | nan |" in world_model
+    assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | -0.1 |" in world_model
+    assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | 0.3 |" in world_model
+    assert "| mean (bias: mean size) | | nan | nan | 3 | 0.5 | 1 | 0.2 |" in world_model  # over the rows, |bias|
     assert "ppo" not in world_model  # no figures logged
 
 
