@@ -119,11 +119,27 @@ def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_an
     assert preset.hyperparams("polygrad", "Hopper-v4") == cpu.hyperparams["Hopper-v4"]
     entry = cpu.hyperparams["Hopper-v4"]
     assert preset.hyperparams("polygrad[simulator]", "Hopper-v4") == {**entry, "imagination": "simulator"}
-    assert preset.hyperparams("polygrad[gamma0.999-rs0.1]", "Hopper-v4") == {**entry, "gamma": 0.999, "reward_scale": 0.1}
+    # the entry before it took the zoo's discount, so that each label's command still reproduces its results
+    assert preset.hyperparams("polygrad[gamma0.99]", "Hopper-v4") == {**entry, "gamma": 0.99, "reward_scale": 1.0}
     assert preset.zoo_config("polygrad[simulator]") == str(hyperparams_path("cpu"))
     assert preset.hyperparams("sac", "Hopper-v4") == presets.zoo_hyperparams("sac", "Hopper-v4")
     assert preset.zoo_config("ppo").endswith("rl_zoo3/hyperparams/ppo.yml")
     assert [(env.budget, env.eval_freq) for env in preset.envs] == [(100_000, 5_000)]
+
+
+def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_against_the_other_discount():
+    from sb3_polygrad.zoo import cpu
+
+    for name, env_id, variant in [
+        ("walker2d-100k", "Walker2d-v4", "gamma0.99"),
+        ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1"),
+    ]:
+        preset = presets.BENCHMARK_PRESETS[name]
+        entry = cpu.hyperparams[env_id]
+        assert preset.hyperparams("polygrad", env_id) == entry
+        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]")
+        # the variant is the other discount, so it must differ from the entry in it
+        assert preset.hyperparams(f"polygrad[{variant}]", env_id)["gamma"] != entry["gamma"]
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():

@@ -140,6 +140,13 @@ def test_cpu_file_has_cpu_sized_locomotion_entries_and_loads_as_a_conf_module():
         assert hopper["n_timesteps"] == 100_000 and hopper["imagination"] == "closed_loop"
         assert hopper["noise_schedule_tau"] == paper[f"Hopper-{version}"]["noise_schedule_tau"]  # the paper's schedule
         assert hopper["world_model_kwargs"]["denoiser_kwargs"]["hidden_dim"] == 256  # not the paper's 1024x6
+        assert (hopper["gamma"], hopper["reward_scale"]) == (0.999, 0.1)  # the zoo's PPO Hopper discount
+        # Walker2d and HalfCheetah: Hopper's sizes and imagination with the paper's default schedule; the discount
+        # and reward scale of Hopper where a fall ends the episode, the paper's where nothing does.
+        sizes = {key: value for key, value in hopper.items() if key not in ("noise_schedule_tau", "gamma", "reward_scale")}
+        for env, discount in (("Walker2d", (0.999, 0.1)), ("HalfCheetah", (0.99, 1.0))):
+            entry = cpu.hyperparams[f"{env}-{version}"]
+            assert entry == {**sizes, "noise_schedule_tau": 1.0, "gamma": discount[0], "reward_scale": discount[1]}
 
 
 def test_every_yaml_key_reaches_the_constructor(tmp_path):
@@ -169,7 +176,7 @@ def test_every_yaml_key_reaches_the_constructor(tmp_path):
     )
     printed = run_python(["-c", code], tmp_path).stdout
     assert "checked paper Pendulum-v1 guided" in printed and "checked paper HalfCheetah-v5 guided" in printed
-    assert "checked cpu Hopper-v4 closed_loop" in printed
+    assert "checked cpu Hopper-v4 closed_loop" in printed and "checked cpu HalfCheetah-v5 closed_loop" in printed
 
 
 def test_sampler_gives_constructor_arguments_and_converter_restores_them():

@@ -31,8 +31,8 @@ def warn_if_paper_sized_on_cpu(device: th.device, denoiser: nn.Module) -> None:
         f"PolyGRAD with a paper-sized denoiser ({n_parameters / 1e6:.1f}M parameters) on a CPU: "
         f"benchmarks/imagination_speed.py measured at most about {PAPER_CPU_ENV_STEPS_PER_HOUR:,} env steps per hour "
         "for the paper's configuration on a 2-core CPU, about four weeks per million env steps; it is meant for a GPU. "
-        "CPU-sized entries: Hopper in hyperparams/polygrad_cpu.yml (python -m rl_zoo3.train --algo polygrad --env "
-        "Hopper-v4 -conf sb3_polygrad.zoo.cpu), and small tasks that learn in minutes in hyperparams/polygrad.yml "
-        "(--env InvertedPendulum-v4).",
+        "CPU-sized entries: Hopper, Walker2d and HalfCheetah in hyperparams/polygrad_cpu.yml (python -m rl_zoo3.train "
+        "--algo polygrad --env Hopper-v4 -conf sb3_polygrad.zoo.cpu), and small tasks that learn in minutes in "
+        "hyperparams/polygrad.yml (--env InvertedPendulum-v4).",
         stacklevel=3,
     )
