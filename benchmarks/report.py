@@ -81,7 +81,9 @@ def plot(curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path) -
     import matplotlib.pyplot as plt
 
     settings = preset.envs
-    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
+    # The legend goes under the axes, where it hides no curve: the figure grows by a line per algorithm.
+    n_algos = len({algo for algo, _ in curves})
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4 + 0.2 * n_algos), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
         for (algo, env), seeds in sorted(curves.items()):
             if env != setting.env_id:
@@ -96,7 +98,7 @@ def plot(curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path) -
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.2)
         ax.axhline(setting.threshold, color="grey", ls=":", lw=1)
         ax.set(title=setting.env_id, xlabel=xlabel, ylabel="deterministic eval return")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
