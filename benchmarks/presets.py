@@ -5,10 +5,12 @@ the benchmarks proper, PolyGRAD against PPO, SAC and TRPO with each algorithm's 
 The single-task diagnostics that explain the InvertedPendulum results are a separate group, in ``diagnostic_presets.py``.
 """
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sb3_polygrad import PolyGRAD
 from sb3_polygrad.zoo.registration import HyperparamsName, hyperparams_path
 
 
@@ -100,8 +102,10 @@ def zoo_hyperparams(algo: str, env_id: str, polygrad_entries: HyperparamsName = 
 IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
 
 
-# The paper's discount and reward scale: the Hopper CPU entry's learner before it took the zoo's PPO Hopper discount.
-PAPER_DISCOUNT = {"gamma": 0.99, "reward_scale": 1.0}
+# The paper's discount and reward scale, PolyGRAD's defaults: the Hopper CPU entry's learner before it took the zoo's.
+PAPER_DISCOUNT = {key: inspect.signature(PolyGRAD).parameters[key].default for key in ("gamma", "reward_scale")}
+# The Hopper CPU entry's: the discount of the zoo's PPO Hopper entry, with the imagined rewards scaled for the critic.
+HOPPER_DISCOUNT = {"gamma": 0.999, "reward_scale": 0.1}
 
 
 def locomotion_100k(setting: EnvSetting, variants: dict[str, dict[str, Any]] | None = None) -> Preset:
@@ -148,7 +152,7 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
     "walker2d-100k": locomotion_100k(EnvSetting("Walker2d-v4", 100_000, 5_000, 1_000.0), {"gamma0.99": PAPER_DISCOUNT}),
     # HalfCheetah never terminates, so its entry keeps the paper's discount: against Hopper's learner.
     "halfcheetah-100k": locomotion_100k(
-        EnvSetting("HalfCheetah-v4", 100_000, 5_000, 1_500.0), {"gamma0.999-rs0.1": {"gamma": 0.999, "reward_scale": 0.1}}
+        EnvSetting("HalfCheetah-v4", 100_000, 5_000, 1_500.0), {"gamma0.999-rs0.1": HOPPER_DISCOUNT}
     ),
     # The paper's tasks and budgets: GPU-sized.
     "paper": Preset(
