@@ -110,6 +110,16 @@ def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_pr
         preset.hyperparams("polygrad[h4]", "InvertedPendulum-v4")
 
 
+def test_a_dict_override_updates_the_entrys_dict_instead_of_replacing_it():
+    variants = {"std": {"policy_kwargs": {"init_std": 0.3}}}
+    preset = presets.Preset(envs=(presets.IP_20K,), algos=("polygrad",), variants=variants)
+    shipped = presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
+    assert shipped["policy_kwargs"]["net_arch"]  # the entry's own policy_kwargs, which the variant must keep
+    merged = preset.hyperparams("polygrad[std]", "InvertedPendulum-v4")
+    assert merged["policy_kwargs"] == {**shipped["policy_kwargs"], "init_std": 0.3}
+    assert "init_std" not in presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")["policy_kwargs"]  # not mutated
+
+
 def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_and_sac():
     from sb3_polygrad.zoo import cpu
     from sb3_polygrad.zoo.registration import hyperparams_path
