@@ -38,9 +38,10 @@ from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
 from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
 
 RESULTS = Path(__file__).parent / "results"
-# diagnostics: PolyGRAD's latest world-model and imagined-action figures at each evaluation, as JSON ("{}" for others)
+# diagnostics: PolyGRAD's latest world-model and imagined-action figures and its policy's std at each evaluation, as JSON
+# ("{}" for others)
 FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s", "diagnostics"]
-DIAGNOSTIC_PREFIXES = ("world_model/", "train/imagined_action_", "imagination/")
+DIAGNOSTIC_PREFIXES = ("world_model/", "train/imagined_action_", "imagination/", "train/std")
 # The benchmarks (benchmarks/presets.py), then the InvertedPendulum diagnostics (benchmarks/diagnostic_presets.py).
 PRESETS: dict[str, Preset] = {**BENCHMARK_PRESETS, **DIAGNOSTIC_PRESETS}
 
