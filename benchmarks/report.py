@@ -1,6 +1,7 @@
 """
 Turn a benchmark CSV into learning curves (against env steps and against wall-clock), a Markdown table of returns at
-fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline, and a table of PolyGRAD's world-model figures.
+fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline, and tables of PolyGRAD's world-model and
+learner figures.
 
     python -m benchmarks.report --preset quick
 
@@ -144,15 +145,27 @@ def table(curves: Curves, preset: Preset) -> str:
     return "\n".join(lines)
 
 
-def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
+# The learner table's columns: what the actor-critic learned from and with
+LEARNER_FIGURES = (
+    ("imagination/reward_mean", "imagined reward per step"),
+    ("imagination/done_rate", "imagined termination rate"),
+    ("train/std", "policy action std"),
+)
+
+
+def figures_table(diagnostics: Diagnostics, preset: Preset, figures: tuple[tuple[str, str], ...], mean_label: str) -> str:
     """
-    PolyGRAD's world-model figures at each evaluation, mean over seeds: open-loop state MSE of imagined trajectories
-    against the same world model given the recorded actions, and the imagined actions' standardised std and bias under
-    the policy (on-policy: 1 and 0). Empty when no run logged them.
+    Per PolyGRAD run (algo and env), the latest value of each of ``figures`` at each evaluation, mean over seeds, and a
+    last row with each column's mean of sizes over its rows. Empty when no run logged any of them.
+
+    :param diagnostics: the figures of a benchmark CSV (:func:`load_diagnostics`)
+    :param preset: the preset the CSV belongs to (for the runs' names)
+    :param figures: the columns, as (logged key, heading)
+    :param mean_label: the first cell of the last row
     """
     lines = []
+    keys = [key for key, _ in figures]
     for (algo, env), by_step in sorted(diagnostics.items()):
-        keys = [key for key, _ in WORLD_MODEL_FIGURES]
         rows, table_means = [], []
         for steps, by_seed in sorted(by_step.items()):
             means = [np.mean([s[key] for s in by_seed.values() if key in s] or [np.nan]) for key in keys]
@@ -160,26 +173,53 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
                 rows.append(f"| {steps:,} | {len(by_seed)} | " + " | ".join(f"{m:.3g}" for m in means) + " |")
                 table_means.append(means)
         if rows:
-            # The run in one line: each column's mean over its rows. Every figure but the bias is non-negative, and the
-            # bias's signs would cancel, so the mean is of sizes.
+            # The run in one line; a signed figure's signs would cancel, so the mean is of sizes.
             columns = np.abs(np.array(table_means)).T
             overall = [np.nanmean(column) if not np.isnan(column).all() else np.nan for column in columns]
-            rows.append("| mean (bias: mean size) | | " + " | ".join(f"{m:.3g}" for m in overall) + " |")
+            rows.append(f"| {mean_label} | | " + " | ".join(f"{m:.3g}" for m in overall) + " |")
             lines += [
                 f"### {env}, {label(preset, algo)}",
                 "",
-                "| env steps | seeds | " + " | ".join(heading for _, heading in WORLD_MODEL_FIGURES) + " |",
-                "|---:|---:|" + "---:|" * len(WORLD_MODEL_FIGURES),
+                "| env steps | seeds | " + " | ".join(heading for _, heading in figures) + " |",
+                "|---:|---:|" + "---:|" * len(figures),
                 *rows,
                 "",
             ]
-    if not lines:
+    return "\n".join(lines)
+
+
+def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
+    """
+    PolyGRAD's world-model figures at each evaluation, mean over seeds: open-loop state MSE of imagined trajectories
+    against the same world model given the recorded actions, and the imagined actions' standardised std and bias under
+    the policy (on-policy: 1 and 0). Empty when no run logged them.
+    """
+    tables = figures_table(diagnostics, preset, WORLD_MODEL_FIGURES, "mean (bias: mean size)")
+    if not tables:
         return ""
     return (
         "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
         "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
         "logged every `world_model_eval_freq` env steps), and the standardised std and bias of the imagined actions "
-        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds.\n\n" + "\n".join(lines)
+        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds.\n\n" + tables
+    )
+
+
+def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
+    """
+    What PolyGRAD's actor-critic learned from at each evaluation, mean over seeds: the reward per step and termination
+    rate of the imagined trajectories (raw units, before ``reward_scale``) and the policy's action std. Empty when no
+    run logged them.
+    """
+    tables = figures_table(diagnostics, preset, LEARNER_FIGURES, "mean")
+    if not tables:
+        return ""
+    return (
+        "## Learner figures\n\nThe reward per step and the termination rate of the imagined trajectories the "
+        "actor-critic learns from (`imagination/reward_mean`, `imagination/done_rate`: raw rewards, before "
+        "`reward_scale`; the stochastic policy's, where the evaluations above are the deterministic one's), and the "
+        "policy's action std (`train/std`, in actions scaled to [-1, 1]), the latest logged by each evaluation, mean "
+        "over seeds.\n\n" + tables
     )
 
 
@@ -216,8 +256,9 @@ def main() -> None:
         "over seeds): above 1, PolyGRAD needs fewer env steps. Wall-clock excludes evaluation and is only comparable "
         "between algorithms of the same run.\n\n" + table(curves, preset)
     )
-    world_model = world_model_table(load_diagnostics(folder / f"{args.preset}.csv"), preset)
-    text += "\n" + world_model if world_model else ""
+    diagnostics = load_diagnostics(folder / f"{args.preset}.csv")
+    for section in (world_model_table(diagnostics, preset), learner_table(diagnostics, preset)):
+        text += "\n" + section if section else ""
     (folder / "table.md").write_text(text)
     print(text)
 

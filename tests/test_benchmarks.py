@@ -96,6 +96,17 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
     assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | 0.3 |" in world_model
     assert "| mean (bias: mean size) | | nan | nan | 3 | 0.5 | 1 | 0.2 |" in world_model  # over the rows, |bias|
     assert "ppo" not in world_model  # no figures logged
+    # the learner's figures are a table of their own, empty for runs that did not log them
+    assert report.learner_table(report.load_diagnostics(path), preset) == ""
+    learner = {"imagination/reward_mean": 1.9, "imagination/done_rate": 0.05, "train/std": 0.8}
+    seed_1 = dict(algo="polygrad", env="Hopper-v4", seed=1, env_steps=100_000, eval_return=600.0, eval_return_std=0)
+    seed_1 |= dict(wall_clock_s=800.0, diagnostics=json.dumps({**later, **learner}))
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, run.FIELDS).writerow(seed_1)
+    learner_text = report.learner_table(report.load_diagnostics(path), preset)
+    # at 100k seed 0 logged none of them and seed 1 did: the means are seed 1's; the mean row is over that one row
+    assert "| 100,000 | 2 | 1.9 | 0.05 | 0.8 |" in learner_text and "| mean | | 1.9 | 0.05 | 0.8 |" in learner_text
+    assert "| 50,000 |" not in learner_text  # no learner figures by then
 
 
 def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_presets():
