@@ -60,8 +60,7 @@ class Preset:
         for overrides in (self.hyperparam_overrides, self.variant_overrides(algo)):
             for key, value in overrides.items():
                 entry_value = merged.get(key)
-                both_dicts = isinstance(value, dict) and isinstance(entry_value, dict)
-                merged[key] = {**entry_value, **value} if both_dicts else value
+                merged[key] = {**entry_value, **value} if isinstance(value, dict) and isinstance(entry_value, dict) else value
         return merged
 
     def zoo_config(self, algo: str) -> str:
