@@ -253,3 +253,46 @@ def test_a_resumed_job_keeps_its_observation_normalisation(tmp_path, monkeypatch
         obs_rms, _ = pickle.load(f)
     # every observation since the start went into the statistics, not only the 256 since the resume at 128
     assert obs_rms.count > 384
+
+
+def test_returns_to_go_discount_and_scale_the_rewards_that_follow():
+    from benchmarks.critic_check import returns_to_go
+
+    # 0.1 * (1 + 0.5 * 2 + 0.25 * 3), 0.1 * (2 + 0.5 * 3), 0.1 * 3
+    np.testing.assert_allclose(returns_to_go(np.array([1.0, 2.0, 3.0]), 0.5, 0.1), [0.275, 0.35, 0.3])
+
+
+def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_episodes(tiny_kwargs, tmp_path, monkeypatch):
+    import sys
+
+    import gymnasium as gym
+    import torch as th
+
+    from benchmarks import critic_check
+    from sb3_polygrad import PolyGRAD
+
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, reward_scale=0.5, **tiny_kwargs)
+    model.learn(200)
+    found = critic_check.check(model, "InvertedPendulum-v4", max_steps=120, deterministic=True, n_episodes=1)
+    length = int(found.length)
+    assert found.reward_per_step == 1.0  # InvertedPendulum pays 1 per step alive
+    t, value, ret, tail = found.rows[0]
+    start = gym.make("InvertedPendulum-v4").reset(seed=0)[0]  # the episode's first state
+    assert t == 0 and value == pytest.approx(
+        model.policy.predict_values(th.as_tensor(start[None], dtype=th.float32)).item(), rel=1e-5
+    )
+    assert ret == pytest.approx(0.5 * (1 - 0.9**length) / (1 - 0.9))  # in the critic's units
+    assert tail == (0.0 if found.terminated else pytest.approx(0.9**length))
+    assert [row[0] for row in found.rows] == [step for step in critic_check.CHECKED_STEPS if step < length]
+
+    model.save(tmp_path / "model.zip")
+    monkeypatch.setattr(critic_check, "RESULTS", tmp_path)
+    argv = ["critic_check", "--model", str(tmp_path / "model.zip"), "--env", "InvertedPendulum-v4", "--name", "ip"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--max-steps", "50", "--episodes", "1"])
+    critic_check.main()
+    text = (tmp_path / "critic_check_ip.md").read_text()
+    assert "## Policy: mean action (as evaluated)" in text and "## Policy: sampled actions (as imagined)" in text
+    assert "(gamma 0.9, reward_scale 0.5)" in text and "| 0 |" in text
+    monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "0"])
+    with pytest.raises(SystemExit):
+        critic_check.main()
