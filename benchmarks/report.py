@@ -153,15 +153,19 @@ LEARNER_FIGURES = (
 )
 
 
-def figures_table(diagnostics: Diagnostics, preset: Preset, figures: tuple[tuple[str, str], ...], mean_label: str) -> str:
+def figures_table(
+    diagnostics: Diagnostics, preset: Preset, figures: tuple[tuple[str, str], ...], mean_label: str, heading: str
+) -> str:
     """
-    Per PolyGRAD run (algo and env), the latest value of each of ``figures`` at each evaluation, mean over seeds, and a
-    last row with each column's mean of sizes over its rows. Empty when no run logged any of them.
+    A section of the report: ``heading``, then per PolyGRAD run (algo and env) the latest value of each of ``figures``
+    at each evaluation, mean over seeds, and a last row with each column's mean of sizes over its rows. Empty when no
+    run logged any of them.
 
     :param diagnostics: the figures of a benchmark CSV (:func:`load_diagnostics`)
     :param preset: the preset the CSV belongs to (for the runs' names)
     :param figures: the columns, as (logged key, heading)
     :param mean_label: the first cell of the last row
+    :param heading: the section's title and the paragraph that says what its figures are
     """
     lines = []
     keys = [key for key, _ in figures]
@@ -185,7 +189,7 @@ def figures_table(diagnostics: Diagnostics, preset: Preset, figures: tuple[tuple
                 *rows,
                 "",
             ]
-    return "\n".join(lines)
+    return heading + "\n\n" + "\n".join(lines) if lines else ""
 
 
 def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
@@ -194,15 +198,13 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
     against the same world model given the recorded actions, and the imagined actions' standardised std and bias under
     the policy (on-policy: 1 and 0). Empty when no run logged them.
     """
-    tables = figures_table(diagnostics, preset, WORLD_MODEL_FIGURES, "mean (bias: mean size)")
-    if not tables:
-        return ""
-    return (
+    heading = (
         "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
         "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
         "logged every `world_model_eval_freq` env steps), and the standardised std and bias of the imagined actions "
-        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds.\n\n" + tables
+        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds."
     )
+    return figures_table(diagnostics, preset, WORLD_MODEL_FIGURES, "mean (bias: mean size)", heading)
 
 
 def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
@@ -211,16 +213,14 @@ def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
     rate of the imagined trajectories (raw units, before ``reward_scale``) and the policy's action std. Empty when no
     run logged them.
     """
-    tables = figures_table(diagnostics, preset, LEARNER_FIGURES, "mean")
-    if not tables:
-        return ""
-    return (
+    heading = (
         "## Learner figures\n\nThe reward per step and the termination rate of the imagined trajectories the "
         "actor-critic learns from (`imagination/reward_mean`, `imagination/done_rate`: raw rewards, before "
         "`reward_scale`; the stochastic policy's, where the evaluations above are the deterministic one's), and the "
         "policy's action std (`train/std`, in actions scaled to [-1, 1]), the latest logged by each evaluation, mean "
-        "over seeds.\n\n" + tables
+        "over seeds."
     )
+    return figures_table(diagnostics, preset, LEARNER_FIGURES, "mean", heading)
 
 
 def ratio_text(polygrad_steps: float | None, baseline_steps: float) -> str:
