@@ -147,8 +147,9 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
     # learner's two levers, each alone: twice the imagine-then-update rounds per training call, and actor steps three
     # times as large), the zoo's discount without the reward scale, the entry's policy starting from an action std
     # of 0.3 instead of 1 (the zoo's PPO Hopper entry starts from 0.14), and its critic's target moving 4x as fast
-    # (benchmarks/critic_check.py found the critic at 0.40x the returns of a standing policy at 55k env steps), alone and
-    # on simulator rollouts (does the faster critic hold a gait the perfect model lets the learner find?).
+    # (benchmarks/critic_check.py found the critic at 0.40x the returns of a standing policy at 55k env steps), alone,
+    # on simulator rollouts, and with actor steps three times as large (with a critic that keeps up, can the actor move
+    # on from standing sooner?).
     "hopper-100k": locomotion_100k(
         EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0),
         {
@@ -160,6 +161,7 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
             "std0.3": {"policy_kwargs": {"init_std": 0.3}},
             "tau0.02": {"tau": 0.02},
             "tau0.02-simulator": {"tau": 0.02, "imagination": "simulator"},
+            "tau0.02-step0.03": {"tau": 0.02, "target_policy_update": 0.03},
         },
     ),
     # Walker2d's entry takes Hopper's discount and reward scale (it too ends an episode on a fall): against the paper's.
