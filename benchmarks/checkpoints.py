@@ -62,6 +62,22 @@ class JobCheckpoint:
             if old.is_dir() and old != step:
                 shutil.rmtree(old)
 
+    def progress(self) -> tuple[list[dict[str, Any]], float] | None:
+        """
+        :return: the evaluation rows and the training wall-clock of the newest checkpoint; None without one (read while
+            the job runs, a checkpoint replaced in between is followed to its successor)
+        """
+        for _ in range(3):
+            step = self.latest()
+            if step is None:
+                return None
+            try:
+                progress = json.loads((step / "progress.json").read_text())
+            except FileNotFoundError:  # removed by the next save after `latest` was read: read the pointer again
+                continue
+            return progress["rows"], progress["train_time"]
+        return None
+
     def restore(self, model: BaseAlgorithm) -> tuple[BaseAlgorithm, list[dict[str, Any]], float] | None:
         """
         :param model: a freshly built model of the job, whose env (and its ``VecNormalize``) the restored model takes over
@@ -77,8 +93,9 @@ class JobCheckpoint:
         if isinstance(env, VecNormalize):
             with (step / "vec_normalize.pkl").open("rb") as f:
                 env.obs_rms, env.ret_rms = pickle.load(f)
-        progress = json.loads((step / "progress.json").read_text())
-        return restored, progress["rows"], progress["train_time"]
+        progress = self.progress()
+        assert progress is not None  # the job is not running: its latest checkpoint stays in place
+        return restored, *progress
 
     def remove(self) -> None:
         """Delete the job's checkpoints (once its rows are saved for good)."""

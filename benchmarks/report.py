@@ -1,7 +1,7 @@
 """
 Turn a benchmark CSV into learning curves (against env steps and against wall-clock), a Markdown table of returns at
-fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline, and tables of PolyGRAD's world-model and
-learner figures.
+fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline, tables of PolyGRAD's world-model and learner
+figures, and the evaluations so far of the jobs that have not finished (running, or killed and not yet resumed).
 
     python -m benchmarks.report --preset quick
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.presets import Preset
 from benchmarks.run import PRESETS, RESULTS
 
@@ -223,6 +224,43 @@ def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
     return figures_table(diagnostics, preset, LEARNER_FIGURES, "mean", heading)
 
 
+def unfinished_table(runs: Path, preset: Preset) -> str:
+    """
+    The evaluations so far of the jobs in ``runs`` that have a checkpoint and no CSV yet, from their newest checkpoint.
+    Empty when there are none.
+
+    :param runs: the preset's folder of per-job files
+    :param preset: the preset (for the jobs' names)
+    """
+    lines = []
+    for folder in sorted(runs.glob("*.ckpt")):
+        progress = JobCheckpoint(folder).progress()
+        if folder.with_suffix(".csv").exists() or progress is None or not progress[0]:
+            continue
+        rows = progress[0]
+        job = rows[0]
+        evaluations = ", ".join(f"{int(r['env_steps']) / 1000:g}k: {float(r['eval_return']):.0f}" for r in rows)
+        lines.append(
+            f"| {label(preset, job['algo'])} | {job['env']} | {job['seed']} | {int(rows[-1]['env_steps']):,} | {evaluations} |"
+        )
+    if not lines:
+        return ""
+    return "\n".join(
+        [
+            "## Unfinished jobs",
+            "",
+            "Jobs with a checkpoint and no CSV when this report was written: running, or killed and not yet resumed. Not "
+            "in the table or curves above; `benchmarks.run` with the same preset, algorithm and seed continues each from "
+            "its last evaluation.",
+            "",
+            "| algo | env | seed | env steps so far | deterministic eval return at each evaluation |",
+            "|---|---|---:|---:|---|",
+            *lines,
+            "",
+        ]
+    )
+
+
 def ratio_text(polygrad_steps: float | None, baseline_steps: float) -> str:
     """A baseline's env steps to the threshold as a multiple of PolyGRAD's (None: no PolyGRAD run on this env yet)."""
     if polygrad_steps is None:
@@ -257,7 +295,12 @@ def main() -> None:
         "between algorithms of the same run.\n\n" + table(curves, preset)
     )
     diagnostics = load_diagnostics(folder / f"{args.preset}.csv")
-    for section in (world_model_table(diagnostics, preset), learner_table(diagnostics, preset)):
+    sections = (
+        world_model_table(diagnostics, preset),
+        learner_table(diagnostics, preset),
+        unfinished_table(folder / "runs", preset),
+    )
+    for section in sections:
         text += "\n" + section if section else ""
     (folder / "table.md").write_text(text)
     print(text)

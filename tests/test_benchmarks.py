@@ -234,6 +234,30 @@ def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
     assert buffer.timeouts[:452, 0].nonzero()[0].tolist() == [151, 351]
 
 
+def test_report_lists_the_evaluations_so_far_of_the_jobs_that_have_not_finished(tmp_path):
+    preset = presets.Preset(
+        envs=(presets.EnvSetting("Hopper-v4", 10_000, 2_500, 1000.0),), variants={"sim": {"imagination": "simulator"}}
+    )
+
+    def checkpoint(algo: str, seed: int, returns: list[float]) -> None:
+        rows = [dict(algo=algo, env="Hopper-v4", seed=seed, env_steps=2_500 * i, eval_return=r) for i, r in enumerate(returns)]
+        step = tmp_path / f"{algo}_Hopper-v4_{seed}.ckpt" / str(2_500 * (len(returns) - 1) + 2)
+        step.mkdir(parents=True)
+        (step / "progress.json").write_text(json.dumps({"rows": rows, "train_time": 1.0}))
+        (step.parent / "latest").write_text(step.name)
+
+    assert report.unfinished_table(tmp_path, preset) == ""
+    checkpoint("polygrad", 1, [5.0, 180.4, 1065.2])
+    checkpoint("polygrad[sim]", 0, [5.0, 178.0])
+    checkpoint("ppo", 0, [10.0, 200.0])
+    (tmp_path / "ppo_Hopper-v4_0.csv").write_text("")  # finished: its CSV is in the table above, not here
+    (tmp_path / "sac_Hopper-v4_0.ckpt").mkdir()  # killed before its first checkpoint: nothing to show
+    text = report.unfinished_table(tmp_path, preset)
+    assert "| polygrad | Hopper-v4 | 1 | 5,000 | 0k: 5, 2.5k: 180, 5k: 1065 |" in text
+    assert "| polygrad[sim] (diagnostic: simulator rollouts) | Hopper-v4 | 0 | 2,500 | 0k: 5, 2.5k: 178 |" in text
+    assert "ppo" not in text and "sac" not in text
+
+
 def test_a_resumed_job_keeps_its_observation_normalisation(tmp_path, monkeypatch):
     import pickle
 
