@@ -91,7 +91,7 @@ def check(model: PolyGRAD, env_id: str, max_steps: int, deterministic: bool, n_e
     for seed in range(n_episodes):
         states, rewards, ended = episode(model, env, deterministic, seed)
         with th.no_grad():
-            value = model.policy.predict_values(th.as_tensor(states, device=model.device)).squeeze(-1).cpu().numpy()
+            value = model.policy.predict_values(th.as_tensor(states, device=model.device)).cpu().numpy()  # (T,)
         steps = np.arange(len(rewards))
         values.append(value)
         returns.append(returns_to_go(rewards, model.gamma, model.reward_scale))

@@ -234,8 +234,10 @@ def unfinished_table(runs: Path, preset: Preset) -> str:
     """
     lines = []
     for folder in sorted(runs.glob("*.ckpt")):
+        if folder.with_suffix(".csv").exists():  # finished: in the table above
+            continue
         progress = JobCheckpoint(folder).progress()
-        if folder.with_suffix(".csv").exists() or progress is None or not progress[0]:
+        if progress is None or not progress[0]:
             continue
         rows = progress[0]
         job = rows[0]
