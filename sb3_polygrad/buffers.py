@@ -109,13 +109,15 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         return int(valid.sum())
 
     def _draw_windows(
-        self, n: int, horizon: int, rng: np.random.Generator | None
+        self, n: int, horizon: int, rng: np.random.Generator | None, newest_rows: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Draw ``n`` candidate windows; return their row indices (n, H), env indices (n,) and validity (n,)."""
+        """Draw ``n`` candidate windows, starting in the ``newest_rows`` newest rows (``None``: any row); return their row
+        indices (n, H), env indices (n,) and validity (n,)."""
         n_rows = self.n_stored()
         first_row = self.pos if self.full else 0  # oldest row in the ring
+        oldest_start = 0 if newest_rows is None else max(n_rows - newest_rows, 0)
         randint = np.random.randint if rng is None else rng.integers
-        age = randint(0, n_rows, size=n)[:, None] + np.arange(horizon)  # (n, H), 0 = oldest row
+        age = randint(oldest_start, n_rows, size=n)[:, None] + np.arange(horizon)  # (n, H), 0 = oldest row
         rows = (first_row + age) % self.buffer_size
         envs = randint(0, self.n_envs, size=n)
         written = age < n_rows
@@ -128,20 +130,43 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         valid = np.where(has_end, ~truncated, written[:, -1])
         return rows, envs, valid
 
-    def sample_windows(self, batch_size: int, horizon: int, rng: np.random.Generator | None = None) -> WindowSamples:
+    @staticmethod
+    def check_newest(name: str, newest: int, horizon: int, n_envs: int) -> None:
         """
-        Sample real H-step windows uniformly over all valid windows.
+        :param name: the argument, as the error names it
+        :param newest: a number of newest transitions to draw windows from, over all envs
+        :param horizon: H, length of each window
+        :param n_envs: number of parallel envs
+        :raises ValueError: where ``newest`` does not hold an H-step window in each env
+        """
+        if newest // n_envs < horizon:
+            raise ValueError(
+                f"{name} ({newest}) must hold a {horizon}-step window in each of the {n_envs} env(s): "
+                f"at least {horizon * n_envs}"
+            )
+
+    def sample_windows(
+        self, batch_size: int, horizon: int, rng: np.random.Generator | None = None, newest: int | None = None
+    ) -> WindowSamples:
+        """
+        Sample real H-step windows uniformly over all valid windows, or over those that start among the newest
+        transitions.
 
         :param batch_size: number of windows
         :param horizon: H, length of each window
         :param rng: random generator to draw from (``None``: NumPy's global one, which SB3's seeding sets)
+        :param newest: draw only windows that start among the newest ``newest`` transitions, over all envs (as
+            ``buffer_size`` counts them: each env's newest ``newest // n_envs``); ``None``: any window
         :return: windows as float32 tensors on the buffer's device
         """
         if horizon < 2:
             raise ValueError(f"horizon must be >= 2, got {horizon}")
+        if newest is not None:
+            self.check_newest("newest", newest, horizon, self.n_envs)
+        newest_rows = None if newest is None else newest // self.n_envs
         rows_l, envs_l, found = [], [], 0
         for _ in range(100):
-            rows, envs, valid = self._draw_windows(2 * batch_size, horizon, rng)
+            rows, envs, valid = self._draw_windows(2 * batch_size, horizon, rng, newest_rows)
             rows_l.append(rows[valid])
             envs_l.append(envs[valid])
             found += int(valid.sum())

@@ -84,6 +84,22 @@ def test_ring_buffer_wrap():
     check_windows(buffer.sample_windows(1000, horizon=6), 6)
 
 
+@pytest.mark.parametrize("n_envs, capacity, newest, first_start", [(1, 1000, 20, 40), (2, 1000, 20, 50), (1, 40, 10, 65)])
+def test_newest_draws_only_the_windows_that_start_among_the_newest_transitions(n_envs, capacity, newest, first_start):
+    buffer = PolyGRADReplayBuffer(capacity, OBS, ACT, "cpu", n_envs=n_envs)
+    length = 75 if capacity == 40 else 60  # one open episode per env; with capacity 40 it wraps, keeping steps 35..74
+    fill(buffer, [[length]] * n_envs, [["trunc"]] * n_envs)
+    batch = buffer.sample_windows(2000, horizon=4, newest=newest)
+    check_windows(batch, 4)
+    starts = batch.observations.numpy()[:, 0]
+    # each env's newest newest // n_envs steps start windows, except the last 3, which would run past the write head
+    assert set(starts[:, 1].astype(int)) == set(range(first_start, length - 3))
+    assert len(np.unique(starts[:, 0])) == n_envs
+    too_few = 4 * n_envs - 1
+    with pytest.raises(ValueError, match=rf"newest \({too_few}\) must hold a 4-step window"):
+        buffer.sample_windows(8, horizon=4, newest=too_few)
+
+
 def test_too_little_data_is_a_clear_error():
     buffer = PolyGRADReplayBuffer(100, OBS, ACT, "cpu")
     fill(buffer, [[3]], [["trunc"]])

@@ -165,6 +165,20 @@ def test_sequential_imagination_trains_on_on_policy_samples(tiny_kwargs):
     assert th.equal(model.log_guidance_scale, log_guidance_scale)  # no guidance to tune
 
 
+@pytest.mark.parametrize("window", [None, 40])
+def test_imagination_starts_among_the_newest_transitions_when_given_a_window(window, tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", imagination_start_window=window, seed=0, **tiny_kwargs)
+    starts: list[th.Tensor] = []
+    imagine = model.imaginer.imagine
+    model.imaginer.imagine = lambda start, generator=None: starts.append(start.observations[:, 0]) or imagine(start, generator)  # type: ignore[method-assign]
+    model.learn(300)
+    buffer = model.replay_buffer
+    newest = th.as_tensor(buffer.observations[buffer.pos - 40 : buffer.pos, 0])
+    # each start state of the last update is a row of the buffer: is it one of the newest 40?
+    among_newest = (starts[-1][:, None] == newest[None]).all(-1).any(-1)
+    assert among_newest.all() if window else not among_newest.all()
+
+
 def test_unsupported_spaces_fail_early():
     with pytest.raises(ValueError, match="Box\\) action space"):
         PolyGRAD("MlpPolicy", IdentityEnv(4))
@@ -192,6 +206,8 @@ def test_unsupported_spaces_fail_early():
         (dict(imagination="oracle"), "imagination"),
         (dict(imagination="simulator"), "MuJoCo"),
         (dict(imagination="sequential"), "causal_mlp"),
+        (dict(imagination_start_window=0), "imagination_start_window"),
+        (dict(imagination_start_window=9), "imagination_start_window \\(9\\) must hold a 10-step window"),
     ],
 )
 def test_bad_hyperparameters_fail_early(kwargs, match):

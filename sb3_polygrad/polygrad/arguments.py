@@ -110,6 +110,7 @@ RANGES: dict[str, Range] = {
     "state_change_clip_steps": integer("[0, inf)"),
     "action_guidance_noise_scale": real("[0, inf)"),
     "imagination_row_lag": real("[0, inf)"),  # 0: every row denoised together
+    "imagination_start_window": integer("[1, inf)"),  # None: the whole buffer
     "world_model_eval_freq": integer("[0, inf)"),  # 0: never
     "world_model_eval_trajectories": integer("[1, inf)"),
     # world_model_kwargs: DiffusionWorldModel

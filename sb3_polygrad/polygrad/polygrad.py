@@ -123,6 +123,11 @@ class PolyGRAD(OffPolicyAlgorithm):
         is evaluated; needs a MuJoCo env built from a registered id)
     :param imagination_row_lag: with ``imagination="closed_loop"``, the denoising iterations by which each imagined
         step lags the step before it (0: all steps denoised together; the number of sampling steps: one after another)
+    :param imagination_start_window: draw imagination's start states from the newest ``imagination_start_window``
+        transitions of the replay buffer (counted over all envs, as ``buffer_size``); ``None``: from the whole buffer,
+        as the paper. Not in the paper: this package's extension, so that the on-policy actor-critic learns at the
+        states its policy now visits, not mostly at those of its early, falling policies, whose large advantages
+        otherwise dominate each step (``docs/results.md``). The world model still trains on the whole buffer
     :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
         needs a MuJoCo env built from a registered id
     :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
@@ -192,6 +197,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         censored_log_prob: bool = False,
         imagination: ImaginationName = "guided",
         imagination_row_lag: float = 1.0,
+        imagination_start_window: int | None = None,
         world_model_eval_freq: int = 10_000,
         world_model_eval_trajectories: int = 100,
         world_model_kwargs: dict[str, Any] | None = None,
@@ -247,6 +253,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.censored_log_prob = censored_log_prob
         self.imagination = imagination
         self.imagination_row_lag = imagination_row_lag
+        self.imagination_start_window = imagination_start_window
         self.agent_gradient_steps = agent_gradient_steps
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
@@ -302,6 +309,10 @@ class PolyGRAD(OffPolicyAlgorithm):
                 raise ValueError(
                     f"buffer_size {self.buffer_size} holds at most {max(n_windows, 0)} {self.horizon}-step windows over "
                     f"{self.n_envs} env(s), fewer than batch_size {self.batch_size}"
+                )
+            if self.imagination_start_window is not None:
+                PolyGRADReplayBuffer.check_newest(
+                    "imagination_start_window", self.imagination_start_window, self.horizon, self.n_envs
                 )
         spec = self.env.get_attr("spec")[0] if self.env is not None else None
         max_steps = spec.max_episode_steps if spec is not None else None
@@ -528,7 +539,9 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._train_world_model(gradient_steps, batch_size)
         if self.num_timesteps > self.learning_starts + self.world_model_warmup:
             for _ in range(self.agent_gradient_steps):
-                start = self.replay_buffer.sample_windows(self.imagination_batch_size, self.horizon)
+                start = self.replay_buffer.sample_windows(
+                    self.imagination_batch_size, self.horizon, newest=self.imagination_start_window
+                )
                 trajectory = self.imaginer.imagine(start)
                 self._record_imagination(trajectory)
                 self._train_actor_critic(trajectory)
