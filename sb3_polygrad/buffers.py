@@ -159,6 +159,15 @@ class PolyGRADReplayBuffer(ReplayBuffer):
             ``buffer_size`` counts them: each env's newest ``newest // n_envs``); ``None``: any window
         :return: windows as float32 tensors on the buffer's device
         """
+        return self.windows(*self.sample_window_rows(batch_size, horizon, rng, newest))
+
+    def sample_window_rows(
+        self, batch_size: int, horizon: int, rng: np.random.Generator | None = None, newest: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Where ``sample_windows`` draws its windows (same arguments and draws): the buffer rows of each window,
+        shape (B, H), and its env, shape (B,). ``windows`` reads them.
+        """
         if horizon < 2:
             raise ValueError(f"horizon must be >= 2, got {horizon}")
         if newest is not None:
@@ -177,10 +186,25 @@ class PolyGRADReplayBuffer(ReplayBuffer):
                 f"The replay buffer holds too few {horizon}-step windows (found {found} of {batch_size} in 100 tries): "
                 "collect more steps before training (raise learning_starts) or use a shorter horizon"
             )
-        rows, envs = np.concatenate(rows_l)[:batch_size], np.concatenate(envs_l)[:batch_size]
-        return self._gather(rows, envs)
+        return np.concatenate(rows_l)[:batch_size], np.concatenate(envs_l)[:batch_size]
 
-    def _gather(self, rows: np.ndarray, envs: np.ndarray) -> WindowSamples:
+    def env_steps_of_rows(self, rows: np.ndarray, n_timesteps: int) -> np.ndarray:
+        """
+        :param rows: buffer rows
+        :param n_timesteps: env steps taken so far, over all envs (``num_timesteps`` of the algorithm that filled it)
+        :return: for each row, the env step (over all envs) at which its transitions were recorded, approximately:
+            the ``n_envs`` transitions of a row are counted as one time
+        """
+        first_row = self.pos if self.full else 0
+        age = (rows - first_row) % self.buffer_size  # 0 = oldest row
+        return n_timesteps - (self.n_stored() - age) * self.n_envs
+
+    def windows(self, rows: np.ndarray, envs: np.ndarray) -> WindowSamples:
+        """
+        :param rows: the buffer rows of each window, shape (B, H), as ``sample_window_rows`` draws them
+        :param envs: the env of each window, shape (B,)
+        :return: the windows as float32 tensors on the buffer's device
+        """
         horizon = rows.shape[1]
         env_cols = envs[:, None]  # (B, 1)
         terminated = (self.dones[rows, env_cols] > 0) & (self.timeouts[rows, env_cols] == 0)  # (B, H)

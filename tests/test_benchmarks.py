@@ -320,3 +320,34 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
     monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "0"])
     with pytest.raises(SystemExit):
         critic_check.main()
+
+
+def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_recorded(tiny_kwargs, tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks import advantage_sources
+    from sb3_polygrad import PolyGRAD
+
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.learn(300)
+    groups, num_timesteps = advantage_sources.advantage_sources(model, [150], n_starts=64, newest=None)
+    assert num_timesteps == 300 and [(g.first, g.end) for g in groups] == [(0, 150), (150, 300)]
+    for share in ("starts", "squared_advantages", "gradient"):
+        assert sum(getattr(g, share) for g in groups) == pytest.approx(1.0, abs=1e-4)
+    assert 0 < groups[0].starts < 1
+    # drawn among the newest 100 transitions, every start state lies in the last group
+    (newest,), _ = advantage_sources.advantage_sources(model, [150], n_starts=64, newest=100)
+    assert (newest.first, newest.starts, newest.gradient) == (150, 1.0, pytest.approx(1.0, abs=1e-4))
+
+    model.save(tmp_path / "model.zip")
+    model.save_replay_buffer(tmp_path / "replay_buffer.pkl")
+    monkeypatch.setattr(advantage_sources, "RESULTS", tmp_path)
+    argv = ["advantage_sources", "--checkpoint", str(tmp_path), "--name", "pendulum", "--starts", "64", "--edges"]
+    monkeypatch.setattr(sys, "argv", [*argv, "100", "200"])
+    advantage_sources.main()
+    text = (tmp_path / "advantage_sources_pendulum.md").read_text()
+    assert "from the whole replay buffer, after 300 env steps" in text
+    assert "| 0 - 100 |" in text and "| 200 - 300 |" in text
+    monkeypatch.setattr(sys, "argv", [*argv, "200", "100"])
+    with pytest.raises(SystemExit):
+        advantage_sources.main()

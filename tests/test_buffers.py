@@ -82,6 +82,10 @@ def test_ring_buffer_wrap():
     fill(buffer, [[25, 25, 25]], [["term", "term", "term"]])  # 75 rows into 40: wraps around
     assert buffer.full
     check_windows(buffer.sample_windows(1000, horizon=6), 6)
+    # the env step at which each window's first row was recorded: episode * 25 + step, as fill wrote it
+    rows, envs = buffer.sample_window_rows(200, horizon=6)
+    first = buffer.windows(rows, envs).observations[:, 0].numpy()
+    np.testing.assert_array_equal(buffer.env_steps_of_rows(rows[:, 0], n_timesteps=75), 25 * first[:, 0] + first[:, 1])
 
 
 @pytest.mark.parametrize("n_envs, capacity, newest, first_start", [(1, 1000, 20, 40), (2, 1000, 20, 50), (1, 40, 10, 65)])

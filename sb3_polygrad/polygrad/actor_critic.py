@@ -85,25 +85,47 @@ class ImaginedActorCritic:
         """``log pi`` of the imagined actions of the H-1 learned transitions, shape (B, H-1), scored as ``cfg`` says."""
         return self.policy.actor.log_prob(traj.observations[:, :-1], traj.actions[:, :-1], cfg.censored_log_prob)
 
+    def advantages(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        :param traj: imagined trajectories in raw units
+        :param cfg: hyperparameters
+        :return: the advantages the actor weighs its log-probabilities by (standardised if ``cfg`` says), the critic's
+            targets and the weights of the H-1 learned transitions (0 after a termination), each (B, H-1)
+        """
+        with th.no_grad():
+            target_values = self.policy.critic_target(traj.observations)  # (B, H)
+            rewards = cfg.reward_scale * traj.rewards
+            advantages, returns, weights = gae(rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
+            if cfg.normalize_advantage:
+                advantages = masked_normalize(advantages, weights)
+        return advantages, returns, weights
+
+    def actor_terms(
+        self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, advantages: th.Tensor, weights: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        :param traj: imagined trajectories in raw units
+        :param cfg: hyperparameters
+        :param advantages: as :meth:`advantages` returns them, (B, H-1)
+        :param weights: as :meth:`advantages` returns them, (B, H-1)
+        :return: each transition's term of the actor loss (their mean is the loss), (B, H-1); the log-probabilities
+            (B, H-1) and the entropy
+        """
+        log_prob = self.log_prob(traj, cfg)
+        entropy = self.policy.actor.entropy()
+        return weights * (-log_prob * advantages - cfg.ent_coef * entropy), log_prob, entropy
+
     def losses(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """
         :param traj: imagined trajectories in raw units
         :param cfg: hyperparameters
         :return: actor loss, critic loss, the old log-probabilities (B, H-1) and the entropy
         """
-        policy = self.policy
+        advantages, returns, weights = self.advantages(traj, cfg)
+        actor_terms, log_prob, entropy = self.actor_terms(traj, cfg, advantages, weights)
         obs = traj.observations[:, :-1]  # (B, H-1, O)
-        with th.no_grad():
-            target_values = policy.critic_target(traj.observations)  # (B, H)
-            rewards = cfg.reward_scale * traj.rewards
-            advantages, returns, weights = gae(rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
-            if cfg.normalize_advantage:
-                advantages = masked_normalize(advantages, weights)
-        log_prob = self.log_prob(traj, cfg)
-        entropy = policy.actor.entropy()
-        actor_loss = (weights * (-log_prob * advantages - cfg.ent_coef * entropy)).mean()
-        critic_loss = (weights * 0.5 * (returns - policy.predict_values(obs)).square()).mean()
-        return actor_loss, critic_loss, log_prob.detach(), entropy.detach()
+        critic_loss = (weights * 0.5 * (returns - self.policy.predict_values(obs)).square()).mean()
+        return actor_terms.mean(), critic_loss, log_prob.detach(), entropy.detach()
 
     def update_size(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, old_log_prob: th.Tensor) -> float:
         """Mean ``|log pi_old - log pi_new|`` over the batch, after a step."""
