@@ -73,6 +73,10 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         """Number of rows written per env (the buffer holds ``n_stored() * n_envs`` transitions)."""
         return self.buffer_size if self.full else self.pos
 
+    def _oldest_row(self) -> int:
+        """The row written first among those the ring holds (age 0)."""
+        return self.pos if self.full else 0
+
     def truncate_open_episodes(self) -> None:
         """
         End the episode each env is in at the write head as a time-limit truncation, before the envs are reset outside
@@ -96,7 +100,7 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         :return: the number of valid windows
         """
         n_rows = self.n_stored()
-        first_row = self.pos if self.full else 0
+        first_row = self._oldest_row()
         by_age = (first_row + np.arange(n_rows)) % self.buffer_size  # (n_rows,), oldest row first
         ended = self.dones[by_age] > 0  # (n_rows, n_envs)
         age = np.arange(n_rows)[:, None]  # (n_rows, 1)
@@ -114,7 +118,7 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         """Draw ``n`` candidate windows, starting in the ``newest_rows`` newest rows (``None``: any row); return their row
         indices (n, H), env indices (n,) and validity (n,)."""
         n_rows = self.n_stored()
-        first_row = self.pos if self.full else 0  # oldest row in the ring
+        first_row = self._oldest_row()
         oldest_start = 0 if newest_rows is None else max(n_rows - newest_rows, 0)
         randint = np.random.randint if rng is None else rng.integers
         age = randint(oldest_start, n_rows, size=n)[:, None] + np.arange(horizon)  # (n, H), 0 = oldest row
@@ -195,7 +199,7 @@ class PolyGRADReplayBuffer(ReplayBuffer):
         :return: for each row, the env step (over all envs) at which its transitions were recorded, approximately:
             the ``n_envs`` transitions of a row are counted as one time
         """
-        first_row = self.pos if self.full else 0
+        first_row = self._oldest_row()
         age = (rows - first_row) % self.buffer_size  # 0 = oldest row
         return n_timesteps - (self.n_stored() - age) * self.n_envs
 
