@@ -5,7 +5,8 @@ import math
 import pathlib
 import warnings
 from collections.abc import Iterable
-from typing import Any, ClassVar, TypeVar
+from dataclasses import replace
+from typing import Any, ClassVar, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
 from sb3_polygrad.common.atomic import atomic_path
 from sb3_polygrad.common.simulator import open_loop_errors
+from sb3_polygrad.common.termination_rules import RULES, TerminationRule, termination_rule
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.arguments import check_arguments
 from sb3_polygrad.polygrad.device_advice import warn_if_paper_sized_on_cpu
@@ -44,6 +46,8 @@ from sb3_polygrad.world_model.types import ImaginedTrajectory
 from sb3_polygrad.world_model.world_model import DENOISERS, DenoiserName, DiffusionWorldModel
 
 SelfPolyGRAD = TypeVar("SelfPolyGRAD", bound="PolyGRAD")
+ImaginedTerminations = Literal["world_model", "env_rule"]
+IMAGINED_TERMINATIONS: tuple[str, ...] = ("world_model", "env_rule")
 
 
 class PolyGRAD(OffPolicyAlgorithm):
@@ -128,6 +132,12 @@ class PolyGRAD(OffPolicyAlgorithm):
         as the paper. Not in the paper: this package's extension, so that the on-policy actor-critic learns at the
         states its policy now visits, not mostly at those of its early, falling policies, whose large advantages
         otherwise dominate each step (``docs/results.md``). The world model still trains on the whole buffer
+    :param imagined_terminations: where the imagined trajectories' terminal flags come from: ``"world_model"``, its own
+        predictions, as the paper; ``"env_rule"``, the task's known termination rule applied to the imagined states
+        (``common/termination_rules.py``: Hopper, Walker2d, Ant, Humanoid, InvertedPendulum, and the tasks that never
+        terminate), as MBPO does. Not in the paper: this package's extension, for a world model that rarely predicts
+        the rare falls it was trained on, so that the actor-critic does not learn that falling is free
+        (``docs/results.md``)
     :param world_model_eval_freq: env steps between open-loop world-model errors against the simulator (``0``: never);
         needs a MuJoCo env built from a registered id
     :param world_model_eval_trajectories: trajectories replayed in the simulator at each evaluation
@@ -198,6 +208,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         imagination: ImaginationName = "guided",
         imagination_row_lag: float = 1.0,
         imagination_start_window: int | None = None,
+        imagined_terminations: ImaginedTerminations = "world_model",
         world_model_eval_freq: int = 10_000,
         world_model_eval_trajectories: int = 100,
         world_model_kwargs: dict[str, Any] | None = None,
@@ -254,6 +265,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.imagination = imagination
         self.imagination_row_lag = imagination_row_lag
         self.imagination_start_window = imagination_start_window
+        self.imagined_terminations = imagined_terminations
         self.agent_gradient_steps = agent_gradient_steps
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
@@ -300,6 +312,12 @@ class PolyGRAD(OffPolicyAlgorithm):
             self._check_spaces(self.observation_space, self.action_space)
             if isinstance(self.env, VecNormalize) or self._vec_normalize_env is not None:
                 raise ValueError("PolyGRAD normalises its own inputs: do not wrap the env in VecNormalize")
+        if self.imagined_terminations not in IMAGINED_TERMINATIONS:
+            raise ValueError(
+                f"imagined_terminations must be one of {IMAGINED_TERMINATIONS}, got {self.imagined_terminations!r}"
+            )
+        if self.env is not None and self.imagined_terminations == "env_rule":
+            self._make_termination_rule()
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
         if self.env is not None:
@@ -371,6 +389,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
         self.learner = ImaginedActorCritic(self.policy)
         self.imaginer = self._make_imagination()
+        self._termination_rule = self._make_termination_rule()
         self._open_loop_env: gym.Env | None = None
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
@@ -404,6 +423,19 @@ class PolyGRAD(OffPolicyAlgorithm):
             self.action_space.high,  # type: ignore[attr-defined]
             evaluated=closed_loop or guided,
         )
+
+    def _make_termination_rule(self) -> TerminationRule | None:
+        """The env's termination rule where it is known (None otherwise, or without an env); required by
+        ``imagined_terminations="env_rule"``."""
+        rule = termination_rule(self.env) if self.env is not None else None
+        if rule is None and self.env is not None and self.imagined_terminations == "env_rule":
+            spec = self.env.get_attr("spec")[0]
+            raise ValueError(
+                f"imagined_terminations='env_rule' knows the termination rules of {', '.join(RULES)}, made from their "
+                f"registered ids; not that of {spec.id if spec is not None else 'an env without a registered id'}: "
+                "use imagined_terminations='world_model'"
+            )
+        return rule
 
     def _actor_critic_config(self) -> ActorCriticConfig:
         return ActorCriticConfig(
@@ -543,6 +575,9 @@ class PolyGRAD(OffPolicyAlgorithm):
                     self.imagination_batch_size, self.horizon, newest=self.imagination_start_window
                 )
                 trajectory = self.imaginer.imagine(start)
+                if self.imagined_terminations == "env_rule":
+                    assert self._termination_rule is not None
+                    trajectory = replace(trajectory, dones=self._termination_rule.trajectory_dones(trajectory.observations))
                 self._record_imagination(trajectory)
                 self._train_actor_critic(trajectory)
         if self.world_model_eval_freq > 0 and self.num_timesteps - self._last_world_model_eval >= self.world_model_eval_freq:
@@ -636,6 +671,9 @@ class PolyGRAD(OffPolicyAlgorithm):
             # Share of trajectories whose episode ends within the window: as predicted, and in the simulator.
             self.logger.record(f"world_model/{prefix}termination_rate", trajectory.dones[:, :-1].amax(dim=1).mean().item())
             self.logger.record(f"world_model/{prefix}true_termination_rate", errors["termination_rate"])
+            if self._termination_rule is not None:  # the task's own rule on the imagined states
+                rule_dones = self._termination_rule.trajectory_dones(trajectory.observations)
+                self.logger.record(f"world_model/{prefix}rule_termination_rate", rule_dones[:, :-1].amax(dim=1).mean().item())
 
     # ----- SB3 plumbing -----------------------------------------------------------------------------------------------------
 
@@ -661,6 +699,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         super().set_env(env, force_reset)
         self._open_loop_env = None
         self.imaginer = self._make_imagination()
+        self._termination_rule = self._make_termination_rule()
         self._last_sim_states = None
 
     def save(
@@ -700,6 +739,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             "imaginer",  # rebuilt by _setup_model; its guidance scale is the saved log_guidance_scale
             "_last_sim_states",
             "_window_gate",  # a loaded model counts the windows of its own buffer
+            "_termination_rule",  # read off the env by _setup_model and set_env
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
