@@ -8,8 +8,13 @@ wall-clock so far. The file ``latest`` names the newest complete folder and is r
 folder is fully written, so a kill while saving leaves the previous checkpoint in force; older folders are removed
 after. A resumed job starts new episodes (the envs' mid-episode state is not saved), so its curve after the resume is
 not bit-identical to that of a job that ran through.
+
+A checkpoint holds the whole replay buffer (hundreds of MB), so it stays on the machine that wrote it. Its evaluation
+rows are also mirrored to a small CSV outside the folder (``benchmarks/results/<preset>/unfinished/``, kept with the
+results), so that the evaluations of an unfinished job outlive the checkpoint, on another machine too.
 """
 
+import csv
 import json
 import pickle
 import shutil
@@ -26,10 +31,12 @@ class JobCheckpoint:
     The checkpoints of one benchmark job.
 
     :param folder: the job's checkpoint folder (created on the first save)
+    :param evaluations: a CSV that each save replaces, atomically, with the evaluation rows so far (None: none)
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, evaluations: Path | None = None) -> None:
         self.folder = folder
+        self.evaluations = evaluations
 
     def latest(self) -> Path | None:
         """:return: the newest complete checkpoint, or None if there is none"""
@@ -61,6 +68,14 @@ class JobCheckpoint:
         for old in self.folder.iterdir():
             if old.is_dir() and old != step:
                 shutil.rmtree(old)
+        if self.evaluations is not None:
+            self.evaluations.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.evaluations.with_suffix(".tmp")
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            tmp.replace(self.evaluations)
 
     def progress(self) -> tuple[list[dict[str, Any]], float] | None:
         """
@@ -98,5 +113,7 @@ class JobCheckpoint:
         return restored, *progress
 
     def remove(self) -> None:
-        """Delete the job's checkpoints (once its rows are saved for good)."""
+        """Delete the job's checkpoints and its CSV of evaluations so far (once its rows are saved for good)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.evaluations is not None:
+            self.evaluations.unlink(missing_ok=True)

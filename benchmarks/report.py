@@ -12,11 +12,11 @@ import argparse
 import csv
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.presets import Preset
 from benchmarks.run import PRESETS, RESULTS
 
@@ -224,23 +224,23 @@ def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
     return figures_table(diagnostics, preset, LEARNER_FIGURES, "mean", heading)
 
 
-def unfinished_table(runs: Path, preset: Preset) -> str:
+def unfinished_table(unfinished: Path, preset: Preset, finished: Iterable[tuple[str, str, int]]) -> str:
     """
-    The evaluations so far of the jobs in ``runs`` that have a checkpoint and no CSV yet, from their newest checkpoint.
-    Empty when there are none.
+    The evaluations so far of the jobs that have checkpointed and not finished (their CSVs in ``unfinished``, which
+    each checkpoint rewrites). Empty when there are none.
 
-    :param runs: the preset's folder of per-job files
+    :param unfinished: the preset's folder of unfinished jobs' evaluations (``benchmarks.run.unfinished_csv``)
     :param preset: the preset (for the jobs' names)
+    :param finished: the finished jobs, (algo, env, seed): in the tables above, so left out here
     """
+    done = set(finished)
     lines = []
-    for folder in sorted(runs.glob("*.ckpt")):
-        if folder.with_suffix(".csv").exists():  # finished: in the table above
-            continue
-        progress = JobCheckpoint(folder).progress()
-        if progress is None or not progress[0]:
-            continue
-        rows = progress[0]
+    for path in sorted(unfinished.glob("*.csv")):
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
         job = rows[0]
+        if (job["algo"], job["env"], int(job["seed"])) in done:
+            continue
         evaluations = ", ".join(f"{int(r['env_steps']) / 1000:g}k: {float(r['eval_return']):.0f}" for r in rows)
         lines.append(
             f"| {label(preset, job['algo'])} | {job['env']} | {job['seed']} | {int(rows[-1]['env_steps']):,} | {evaluations} |"
@@ -251,9 +251,9 @@ def unfinished_table(runs: Path, preset: Preset) -> str:
         [
             "## Unfinished jobs",
             "",
-            "Jobs with a checkpoint and no CSV when this report was written: running, or killed and not yet resumed. Not "
-            "in the table or curves above; `benchmarks.run` with the same preset, algorithm and seed continues each from "
-            "its last evaluation.",
+            "Jobs that had checkpointed and not finished when this report was written: running, or killed and not yet "
+            "resumed. Not in the table or curves above; `benchmarks.run` with the same preset, algorithm and seed "
+            "continues each from its last evaluation where its checkpoint is, and starts it again elsewhere.",
             "",
             "| algo | env | seed | env steps so far | deterministic eval return at each evaluation |",
             "|---|---|---:|---:|---|",
@@ -300,7 +300,9 @@ def main() -> None:
     sections = (
         world_model_table(diagnostics, preset),
         learner_table(diagnostics, preset),
-        unfinished_table(folder / "runs", preset),
+        unfinished_table(
+            folder / "unfinished", preset, {(algo, env, seed) for (algo, env), seeds in curves.items() for seed in seeds}
+        ),
     )
     for section in sections:
         text += "\n" + section if section else ""

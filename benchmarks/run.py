@@ -5,10 +5,13 @@ Each (algo, env, seed) job is built by the RL Zoo's own ``ExperimentManager`` fr
 (PolyGRAD's from ``hyperparams/polygrad.yml``) with the preset's overrides, trained for the preset's env-step budget,
 and evaluated every ``eval_freq`` env steps with the deterministic policy on a separate env. Jobs run in parallel
 processes, or as the tasks of a Ray cluster (``--backend ray``, docs/cluster.md); each returns its rows, which this
-process writes to the job's own CSV under ``benchmarks/results/<preset>/runs/``, so an interrupted grid resumes without
-redoing finished jobs, and all rows are merged into one tidy ``benchmarks/results/<preset>/<preset>.csv``. In a process
-pool, each job also checkpoints itself at every evaluation (``benchmarks/checkpoints.py``), so a job that was killed
-continues from its last evaluation on the next run; the preset's ``machine.txt`` records which jobs resumed.
+process writes to the job's own CSV under ``benchmarks/results/<preset>/runs/``, then merges into the tidy
+``benchmarks/results/<preset>/<preset>.csv``. That merged CSV is the record kept with the results: a job it holds counts
+as finished, so an interrupted grid, or the same command in a fresh checkout, does not redo it. In a process pool, each
+job also checkpoints itself at every evaluation (``benchmarks/checkpoints.py``), so a job that was killed continues
+from its last evaluation on the next run on the same machine, and its evaluations so far are kept in
+``benchmarks/results/<preset>/unfinished/``; the preset's ``machine.txt`` records which jobs resumed, and which started
+again without their checkpoint.
 
     python -m benchmarks.run --preset quick --workers 2
     python -m benchmarks.run --preset paper --backend ray --address auto
@@ -55,7 +58,19 @@ def job_checkpoint(preset: str, algo: str, env_id: str, seed: int) -> Path:
     return job_csv(preset, algo, env_id, seed).with_suffix(".ckpt")
 
 
-def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, checkpoint: Path | None = None) -> list[dict[str, Any]]:
+def unfinished_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:
+    """The evaluations so far of a job that has checkpointed and not finished (removed once its CSV is written)."""
+    return RESULTS / preset / "unfinished" / f"{algo}_{env_id}_{seed}.csv"
+
+
+def run_job(
+    preset: Preset,
+    algo: str,
+    setting: EnvSetting,
+    seed: int,
+    checkpoint: Path | None = None,
+    evaluations: Path | None = None,
+) -> list[dict[str, Any]]:
     """
     Train and evaluate one (algo, env, seed), in a worker process or a Ray task: nothing is written that the driver needs
     but the job's own checkpoints.
@@ -66,6 +81,7 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, checkpoin
     :param seed: the seed
     :param checkpoint: a folder for the job's checkpoints (benchmarks/checkpoints.py), written at every evaluation: the
         job continues from the latest one there, if any. None: no checkpoints
+    :param evaluations: with ``checkpoint``, a CSV of the evaluation rows so far, rewritten at each checkpoint
     :return: one row of ``FIELDS`` per evaluation
     """
     import torch as th
@@ -83,7 +99,7 @@ def run_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, checkpoin
     hyperparams = preset.hyperparams(algo, setting.env_id)
     base_algo = split_variant(algo)[0]
     rows: list[dict[str, Any]] = []
-    saver = JobCheckpoint(checkpoint) if checkpoint is not None else None
+    saver = JobCheckpoint(checkpoint, evaluations) if checkpoint is not None else None
 
     class LatestDiagnostics(KVWriter):
         """A logger output that keeps the last logged value of each diagnostic key (the logger clears its own at each
@@ -203,15 +219,41 @@ def jobs(preset: Preset, algos: list[str] | None, seeds: list[int] | None) -> It
                 yield preset, algo, setting, seed
 
 
+JobKey = tuple[str, str, int]  # algo, env, seed
+
+
+def _rows_by_job(path: Path) -> dict[JobKey, list[dict[str, str]]]:
+    jobs: dict[JobKey, list[dict[str, str]]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            jobs.setdefault((row["algo"], row["env"], int(row["seed"])), []).append(row)
+    return jobs
+
+
+def finished_jobs(preset_name: str) -> dict[JobKey, list[dict[str, str]]]:
+    """The rows of each finished job of a preset: those of its merged CSV, updated by the per-job CSVs not merged yet."""
+    folder = RESULTS / preset_name
+    merged = folder / f"{preset_name}.csv"
+    jobs = _rows_by_job(merged) if merged.exists() else {}
+    for path in sorted((folder / "runs").glob("*.csv")):
+        jobs.update(_rows_by_job(path))
+    return jobs
+
+
 def merge(preset_name: str) -> Path:
-    """Merge the per-job CSVs into the preset's tidy CSV."""
+    """
+    Merge the per-job CSVs into the preset's tidy CSV, atomically. The jobs it already holds stay (the per-job CSVs are
+    not kept with the results, so a fresh checkout has none); a per-job CSV replaces its job's rows.
+    """
     out = RESULTS / preset_name / f"{preset_name}.csv"
-    with out.open("w", newline="") as f:
+    jobs = finished_jobs(preset_name)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
-        for path in sorted((RESULTS / preset_name / "runs").glob("*.csv")):
-            with path.open() as g:
-                writer.writerows(csv.DictReader(g))
+        for key in sorted(jobs, key=lambda key: job_csv(preset_name, *key).name):  # the per-job files' order
+            writer.writerows(jobs[key])
+    tmp.replace(out)
     return out
 
 
@@ -236,12 +278,27 @@ def main(argv: list[str] | None = None) -> None:
     # Checkpoints need the driver and the job on one disk: with the local backend, a killed job continues from its last
     # evaluation; Ray's tasks may run on other machines, so there a killed job starts again (no checkpoint folder).
     local = args.backend == "local"
+    finished = finished_jobs(args.preset)
     todo = [
-        (preset, algo, setting, seed, job_checkpoint(args.preset, algo, setting.env_id, seed) if local else None)
+        (
+            preset,
+            algo,
+            setting,
+            seed,
+            job_checkpoint(args.preset, algo, setting.env_id, seed) if local else None,
+            unfinished_csv(args.preset, algo, setting.env_id, seed) if local else None,
+        )
         for _, algo, setting, seed in jobs(preset, args.algos, args.seeds)
-        if not job_csv(args.preset, algo, setting.env_id, seed).exists()
+        if (algo, setting.env_id, seed) not in finished
     ]
     resumed = [f"{job[1]} {job[2].env_id} seed {job[3]}" for job in todo if job[4] and JobCheckpoint(job[4]).latest()]
+    # Evaluations kept from a run whose checkpoint is not on this machine: the job starts again, and its first
+    # checkpoint replaces them.
+    restarted = [
+        f"{job[1]} {job[2].env_id} seed {job[3]}"
+        for job in todo
+        if job[5] and job[5].exists() and not (job[4] and JobCheckpoint(job[4]).latest())
+    ]
     backend: LocalBackend | RayBackend = LocalBackend(args.workers)
     if args.backend == "ray":
         try:
@@ -256,11 +313,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
                 f"algos {' '.join(args.algos or preset.job_algos())}; {backend.describe()}"
                 + "".join(f"; {job} resumed from its checkpoint" for job in resumed)
+                + "".join(f"; {job} started again, without its checkpoint" for job in restarted)
                 + "\n"
             )
         print(f"{len(todo)} jobs to run ({args.preset}); finished jobs are skipped, killed ones resume: {resumed or 'none'}")
+        if restarted:
+            print(
+                f"started again without their checkpoints: {restarted}; their evaluations so far in "
+                f"{RESULTS / args.preset / 'unfinished'} are replaced from their first checkpoint on"
+            )
         with tqdm(total=len(todo), desc=args.preset) as bar:
-            for (_, algo, setting, seed, checkpoint), result in backend.results(run_job, todo):
+            for (_, algo, setting, seed, checkpoint, evaluations), result in backend.results(run_job, todo):
                 try:
                     rows = result()
                 except Exception as error:  # the other jobs go on and are saved; this one reruns next time
@@ -269,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     bar.write(save_job(args.preset, algo, setting.env_id, seed, rows))
                     if checkpoint is not None:
-                        JobCheckpoint(checkpoint).remove()
+                        JobCheckpoint(checkpoint, evaluations).remove()
                 bar.update()
     print(f"results: {merge(args.preset)}")
     if failed:

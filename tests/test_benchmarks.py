@@ -212,13 +212,16 @@ def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
         return presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", budget, 150, -1000.0),), algos=("polygrad",),
                               seeds=(0,), n_eval_episodes=1, hyperparam_overrides=overrides)  # fmt: skip
 
-    folder = tmp_path / "polygrad_Pendulum-v1_0.ckpt"
-    run.run_job(preset(100), "polygrad", preset(100).envs[0], 0, folder)
+    folder, evaluations = tmp_path / "polygrad_Pendulum-v1_0.ckpt", tmp_path / "unfinished" / "polygrad_Pendulum-v1_0.csv"
+    run.run_job(preset(100), "polygrad", preset(100).envs[0], 0, folder, evaluations)
     assert JobCheckpoint(folder).latest() is None  # only the evaluation at step 0: nothing worth a checkpoint
+    assert not evaluations.exists()
     # A job whose budget ends at 300 env steps stands for one killed before its checkpoint after the evaluation at 300:
     # its latest checkpoint is the one after the evaluation at 150, at the next rollout (train_freq 4: 152 env steps).
-    first = run.run_job(preset(300), "polygrad", preset(300).envs[0], 0, folder)
+    first = run.run_job(preset(300), "polygrad", preset(300).envs[0], 0, folder, evaluations)
     assert [row["env_steps"] for row in first] == [0, 150, 300]
+    # the checkpoint's evaluations, kept outside its folder
+    assert [row["eval_return"] for row in csv.DictReader(evaluations.open())] == [str(row["eval_return"]) for row in first[:2]]
     assert sorted(path.name for path in folder.iterdir()) == ["152", "latest"]  # older checkpoints removed
     (folder / "456").mkdir()  # as half-written by a kill during the next save: not the latest, and replaced
     whole = run.run_job(preset(600), "polygrad", preset(600).envs[0], 0, folder)
@@ -232,6 +235,8 @@ def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
     assert final.num_timesteps == buffer.n_stored() == 452  # every counted transition is stored, none lost at 152
     # Pendulum's episodes end every 200 steps; the resumed job reset its env at 152, so that episode was cut there
     assert buffer.timeouts[:452, 0].nonzero()[0].tolist() == [151, 351]
+    JobCheckpoint(folder, evaluations).remove()
+    assert not folder.exists() and not evaluations.exists()
 
 
 def test_report_lists_the_evaluations_so_far_of_the_jobs_that_have_not_finished(tmp_path):
@@ -239,23 +244,55 @@ def test_report_lists_the_evaluations_so_far_of_the_jobs_that_have_not_finished(
         envs=(presets.EnvSetting("Hopper-v4", 10_000, 2_500, 1000.0),), variants={"sim": {"imagination": "simulator"}}
     )
 
-    def checkpoint(algo: str, seed: int, returns: list[float]) -> None:
-        rows = [dict(algo=algo, env="Hopper-v4", seed=seed, env_steps=2_500 * i, eval_return=r) for i, r in enumerate(returns)]
-        step = tmp_path / f"{algo}_Hopper-v4_{seed}.ckpt" / str(2_500 * (len(returns) - 1) + 2)
-        step.mkdir(parents=True)
-        (step / "progress.json").write_text(json.dumps({"rows": rows, "train_time": 1.0}))
-        (step.parent / "latest").write_text(step.name)
+    def unfinished(algo: str, seed: int, returns: list[float]) -> None:
+        with (tmp_path / f"{algo}_Hopper-v4_{seed}.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, ["algo", "env", "seed", "env_steps", "eval_return"])
+            writer.writeheader()
+            writer.writerows(dict(algo=algo, env="Hopper-v4", seed=seed, env_steps=2_500 * i, eval_return=r)
+                             for i, r in enumerate(returns))  # fmt: skip
 
-    assert report.unfinished_table(tmp_path, preset) == ""
-    checkpoint("polygrad", 1, [5.0, 180.4, 1065.2])
-    checkpoint("polygrad[sim]", 0, [5.0, 178.0])
-    checkpoint("ppo", 0, [10.0, 200.0])
-    (tmp_path / "ppo_Hopper-v4_0.csv").write_text("")  # finished: its CSV is in the table above, not here
-    (tmp_path / "sac_Hopper-v4_0.ckpt").mkdir()  # killed before its first checkpoint: nothing to show
-    text = report.unfinished_table(tmp_path, preset)
+    assert report.unfinished_table(tmp_path, preset, []) == ""
+    unfinished("polygrad", 1, [5.0, 180.4, 1065.2])
+    unfinished("polygrad[sim]", 0, [5.0, 178.0])
+    unfinished("ppo", 0, [10.0, 200.0])  # finished since: in the table above, not here
+    text = report.unfinished_table(tmp_path, preset, [("ppo", "Hopper-v4", 0)])
     assert "| polygrad | Hopper-v4 | 1 | 5,000 | 0k: 5, 2.5k: 180, 5k: 1065 |" in text
     assert "| polygrad[sim] (diagnostic: simulator rollouts) | Hopper-v4 | 0 | 2,500 | 0k: 5, 2.5k: 178 |" in text
-    assert "ppo" not in text and "sac" not in text
+    assert "ppo" not in text
+
+
+def test_merge_keeps_the_finished_jobs_of_the_merged_csv_and_the_grid_skips_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+
+    def write(path, algo: str, seed: int, returns: list[float]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, run.FIELDS)
+            writer.writeheader()
+            writer.writerows(dict(algo=algo, env="Pendulum-v1", seed=seed, env_steps=i, eval_return=r, eval_return_std=0,
+                                  wall_clock_s=0, diagnostics="{}") for i, r in enumerate(returns))  # fmt: skip
+
+    # a fresh checkout: the merged CSV holds ppo seeds 0 and 1, and no per-job CSV is there
+    write(tmp_path / "tiny" / "tiny.csv", "ppo", 0, [1.0, 2.0])
+    with (tmp_path / "tiny" / "tiny.csv").open("a", newline="") as f:
+        csv.DictWriter(f, run.FIELDS).writerow(dict(algo="ppo", env="Pendulum-v1", seed=1, env_steps=0, eval_return=3.0,
+                                                    eval_return_std=0, wall_clock_s=0, diagnostics="{}"))  # fmt: skip
+    write(run.job_csv("tiny", "sac", "Pendulum-v1", 0), "sac", 0, [4.0])  # a job finished since
+    write(run.job_csv("tiny", "ppo", "Pendulum-v1", 1), "ppo", 1, [5.0, 6.0])  # a job run again
+    assert set(run.finished_jobs("tiny")) == {("ppo", "Pendulum-v1", 0), ("ppo", "Pendulum-v1", 1), ("sac", "Pendulum-v1", 0)}
+    merged = list(csv.DictReader(run.merge("tiny").open()))
+    assert [(row["algo"], row["seed"], row["eval_return"]) for row in merged] == [
+        ("ppo", "0", "1.0"), ("ppo", "0", "2.0"), ("ppo", "1", "5.0"), ("ppo", "1", "6.0"), ("sac", "0", "4.0")
+    ]  # fmt: skip
+    monkeypatch.setitem(
+        run.PRESETS,
+        "tiny",
+        presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo", "sac"), seeds=(0, 1)),
+    )
+    started = []
+    monkeypatch.setattr(run.LocalBackend, "results", lambda self, function, todo: started.extend(todo) or iter(()))
+    run.main(["--preset", "tiny", "--workers", "1"])
+    assert [(job[1], job[3]) for job in started] == [("sac", 1)]  # the only job held by neither CSV
 
 
 def test_a_resumed_job_keeps_its_observation_normalisation(tmp_path, monkeypatch):
