@@ -94,3 +94,19 @@ def test_env_rule_survives_save_and_load(tiny_kwargs, tmp_path):
     loaded = PolyGRAD.load(tmp_path / "model", env=make_vec_env("Hopper-v4", n_envs=1))
     assert loaded.imagined_terminations == "env_rule"
     assert loaded._termination_rule == model._termination_rule is not None
+
+
+@pytest.mark.parametrize("imagination", ["closed_loop", "simulator"])
+def test_imagine_is_the_actor_critics_imagination_with_its_terminal_flags(imagination, tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination=imagination, denoiser="causal_mlp",
+                     imagined_terminations="env_rule", seed=0, **tiny_kwargs)  # fmt: skip
+    obs0 = th.as_tensor(np.stack([gym.make("InvertedPendulum-v4").reset(seed=i)[0] for i in range(8)]), dtype=th.float32)
+    imagined = model.imagine(obs0, th.Generator().manual_seed(0))
+    # the world model's imagination ("simulator" stands in for guided sampling), the same samples given the same seed
+    generator, wm = th.Generator().manual_seed(0), model.world_model
+    if imagination == "closed_loop":
+        expected = wm.imagine_closed_loop(obs0, model.policy, model.imagination_row_lag, generator)
+    else:
+        expected = wm.imagine(obs0, model.policy, model.log_guidance_scale.exp().item(), generator)
+    assert th.equal(imagined.observations, expected.observations) and th.equal(imagined.actions, expected.actions)
+    assert th.equal(imagined.dones[:, :-1], (imagined.observations[:, 1:, 1].abs() > 0.2).float().cummax(dim=1).values)

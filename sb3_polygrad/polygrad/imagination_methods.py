@@ -48,13 +48,31 @@ class Imagination(ABC):
         """
         return {}
 
-    def world_model_imagination(self) -> "Imagination":
-        """The imagination whose open-loop error against the simulator is logged as ``world_model/*``: this one,
-        except for a method that does not use the world model."""
+    @abstractmethod
+    def world_model_imagination(self) -> "WorldModelImagination":
+        """The world model's imagination: this one, or, for a method that does not use the world model, the one it
+        stands in for (whose open-loop error against the simulator is logged as ``world_model/*``)."""
+
+
+class WorldModelImagination(Imagination):
+    """An imagination of the world model: it needs only the start states of the windows."""
+
+    def imagine(self, start: WindowSamples, generator: th.Generator | None = None) -> ImaginedTrajectory:
+        return self.imagine_from(start.observations[:, 0], generator)
+
+    @abstractmethod
+    def imagine_from(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
+        """
+        :param obs0: raw start states, shape (B, O)
+        :param generator: random generator for reproducible samples
+        :return: trajectories of the world model's horizon, in raw units
+        """
+
+    def world_model_imagination(self) -> "WorldModelImagination":
         return self
 
 
-class GuidedImagination(Imagination):
+class GuidedImagination(WorldModelImagination):
     """
     The paper's imagination: the policy-guided sampler (section 1.4), and the tuner of its guidance scale g (section
     1.5, ``world_model/guidance_tuning.py``).
@@ -80,9 +98,8 @@ class GuidedImagination(Imagination):
         self.tune = tune
         self.learning_rate = learning_rate
 
-    def imagine(self, start: WindowSamples, generator: th.Generator | None = None) -> ImaginedTrajectory:
-        scale = self.log_guidance_scale.exp().item()
-        return self.world_model.imagine(start.observations[:, 0], self.policy, scale, generator)
+    def imagine_from(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
+        return self.world_model.imagine(obs0, self.policy, self.log_guidance_scale.exp().item(), generator)
 
     def adapt(self, action_std: float, action_bias: float) -> dict[str, float]:
         if self.tune:
@@ -90,7 +107,7 @@ class GuidedImagination(Imagination):
         return {"guidance_scale": self.log_guidance_scale.exp().item()}
 
 
-class ClosedLoopImagination(Imagination):
+class ClosedLoopImagination(WorldModelImagination):
     """
     This package's extension: one staggered pass of the causal world model in which every action is the policy's own
     sample at the state it is taken in (``DiffusionWorldModel.imagine_closed_loop``).
@@ -105,11 +122,11 @@ class ClosedLoopImagination(Imagination):
         self.policy = policy
         self.row_lag = row_lag
 
-    def imagine(self, start: WindowSamples, generator: th.Generator | None = None) -> ImaginedTrajectory:
-        return self.world_model.imagine_closed_loop(start.observations[:, 0], self.policy, self.row_lag, generator)
+    def imagine_from(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
+        return self.world_model.imagine_closed_loop(obs0, self.policy, self.row_lag, generator)
 
 
-class SequentialImagination(Imagination):
+class SequentialImagination(WorldModelImagination):
     """
     A diagnostic: the causal world model sampled one step after another (``DiffusionWorldModel.imagine_sequential``).
 
@@ -121,8 +138,8 @@ class SequentialImagination(Imagination):
         self.world_model = world_model
         self.policy = policy
 
-    def imagine(self, start: WindowSamples, generator: th.Generator | None = None) -> ImaginedTrajectory:
-        return self.world_model.imagine_sequential(start.observations[:, 0], self.policy, generator)
+    def imagine_from(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
+        return self.world_model.imagine_sequential(obs0, self.policy, generator)
 
 
 class SimulatorImagination(Imagination):
@@ -143,7 +160,7 @@ class SimulatorImagination(Imagination):
         policy: PolyGRADPolicy,
         action_low: np.ndarray,
         action_high: np.ndarray,
-        evaluated: Imagination,
+        evaluated: WorldModelImagination,
     ) -> None:
         self.make_envs = make_envs
         self.policy = policy
@@ -168,7 +185,7 @@ class SimulatorImagination(Imagination):
             self.action_high,
         )
 
-    def world_model_imagination(self) -> Imagination:
+    def world_model_imagination(self) -> WorldModelImagination:
         return self.evaluated
 
 

@@ -574,16 +574,32 @@ class PolyGRAD(OffPolicyAlgorithm):
                 start = self.replay_buffer.sample_windows(
                     self.imagination_batch_size, self.horizon, newest=self.imagination_start_window
                 )
-                trajectory = self.imaginer.imagine(start)
-                if self.imagined_terminations == "env_rule":
-                    assert self._termination_rule is not None
-                    trajectory = replace(trajectory, dones=self._termination_rule.trajectory_dones(trajectory.observations))
+                trajectory = self._with_terminations(self.imaginer.imagine(start))
                 self._record_imagination(trajectory)
                 self._train_actor_critic(trajectory)
         if self.world_model_eval_freq > 0 and self.num_timesteps - self._last_world_model_eval >= self.world_model_eval_freq:
             self._last_world_model_eval = self.num_timesteps
             self._evaluate_world_model()
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _with_terminations(self, trajectory: ImaginedTrajectory) -> ImaginedTrajectory:
+        """``trajectory`` with the terminal flags ``imagined_terminations`` names."""
+        if self.imagined_terminations == "world_model":
+            return trajectory
+        assert self._termination_rule is not None  # built with the env, which env_rule requires
+        return replace(trajectory, dones=self._termination_rule.trajectory_dones(trajectory.observations))
+
+    def imagine(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
+        """
+        Imagine trajectories from given start states as the actor-critic's are imagined: with the world model's
+        imagination of ``imagination`` (for ``"simulator"``, the one it stands in for) and the terminal flags of
+        ``imagined_terminations``.
+
+        :param obs0: raw start states, shape (B, O), on the model's device
+        :param generator: random generator for reproducible samples
+        :return: trajectories of ``horizon`` steps, in raw units
+        """
+        return self._with_terminations(self.imaginer.world_model_imagination().imagine_from(obs0, generator))
 
     def _train_world_model(self, gradient_steps: int, batch_size: int) -> None:
         self.world_model.train()

@@ -68,7 +68,8 @@ def imagine_chained(
     model: PolyGRAD, obs0: th.Tensor, n_segments: int, generator: th.Generator | None = None
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
     """
-    Imagine ``n_segments`` horizons back to back, each starting from the last state the previous one imagined.
+    Imagine ``n_segments`` horizons back to back, each starting from the last state the previous one imagined, as the
+    model's actor-critic imagines them (``PolyGRAD.imagine``: its imagination method and terminal flags).
 
     A segment's last action has no imagined successor, so it is dropped and the next segment draws the action at that
     state afresh: the result has ``T = n_segments * (H - 1)`` steps.
@@ -79,10 +80,9 @@ def imagine_chained(
     :param generator: random generator of the sampler
     :return: observations (B, T + 1, O), actions in scaled units (B, T, A), rewards (B, T) and terminal flags (B, T)
     """
-    guidance_scale = model.log_guidance_scale.exp().item()
     segments, start = [], obs0
     for _ in range(n_segments):
-        trajectory = model.world_model.imagine(start, model.policy, guidance_scale, generator=generator)
+        trajectory = model.imagine(start, generator)
         segments.append(trajectory)
         start = trajectory.observations[:, -1]
     observations = th.cat([obs0[:, None], *(s.observations[:, 1:] for s in segments)], dim=1)  # (B, T + 1, O)
