@@ -61,7 +61,9 @@ def test_ray_backend_gives_the_rows_of_the_process_pool(tmp_path, monkeypatch, t
     assert "local Ray instance of 2 CPUs" in (tmp_path / "ray" / "tiny" / "machine.txt").read_text()
 
 
-def fails_on_seed_1(preset: run.Preset, algo: str, setting: run.EnvSetting, seed: int, checkpoint=None) -> list[dict]:
+def fails_on_seed_1(
+    preset: run.Preset, algo: str, setting: run.EnvSetting, seed: int, checkpoint=None, evaluations=None
+) -> list[dict]:
     """A stand-in for run_job (module level, so that the pool pickles it): one evaluation row, or an error for seed 1."""
     if seed == 1:
         raise RuntimeError("diverged")
