@@ -14,7 +14,6 @@ rows are also mirrored to a small CSV outside the folder (``benchmarks/results/<
 results), so that the evaluations of an unfinished job outlive the checkpoint, on another machine too.
 """
 
-import csv
 import json
 import pickle
 import shutil
@@ -24,6 +23,8 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
+
+from benchmarks.csv_rows import write_rows
 
 
 class JobCheckpoint:
@@ -69,13 +70,7 @@ class JobCheckpoint:
             if old.is_dir() and old != step:
                 shutil.rmtree(old)
         if self.evaluations is not None:
-            self.evaluations.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.evaluations.with_suffix(".tmp")
-            with tmp.open("w", newline="") as f:
-                writer = csv.DictWriter(f, list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            tmp.replace(self.evaluations)
+            write_rows(self.evaluations, rows, list(rows[0]))
 
     def progress(self) -> tuple[list[dict[str, Any]], float] | None:
         """

@@ -37,6 +37,7 @@ from typing import Any
 
 from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.checkpoints import JobCheckpoint
+from benchmarks.csv_rows import write_rows
 from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
 from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
 
@@ -200,14 +201,7 @@ def save_job(preset_name: str, algo: str, env_id: str, seed: int, rows: list[dic
     :param rows: what :func:`run_job` returned
     :return: a one-line summary
     """
-    out = job_csv(preset_name, algo, env_id, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out)
+    write_rows(job_csv(preset_name, algo, env_id, seed), rows, FIELDS)
     return f"{algo} {env_id} seed {seed}: final eval {rows[-1]['eval_return']:.1f} in {rows[-1]['wall_clock_s']:.0f} s"
 
 
@@ -247,13 +241,8 @@ def merge(preset_name: str) -> Path:
     """
     out = RESULTS / preset_name / f"{preset_name}.csv"
     jobs = finished_jobs(preset_name)
-    tmp = out.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        for key in sorted(jobs, key=lambda key: job_csv(preset_name, *key).name):  # the per-job files' order
-            writer.writerows(jobs[key])
-    tmp.replace(out)
+    order = sorted(jobs, key=lambda key: job_csv(preset_name, *key).name)  # the per-job files' order
+    write_rows(out, (row for key in order for row in jobs[key]), FIELDS)
     return out
 
 

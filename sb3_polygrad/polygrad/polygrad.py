@@ -316,8 +316,6 @@ class PolyGRAD(OffPolicyAlgorithm):
             raise ValueError(
                 f"imagined_terminations must be one of {IMAGINED_TERMINATIONS}, got {self.imagined_terminations!r}"
             )
-        if self.env is not None and self.imagined_terminations == "env_rule":
-            self._make_termination_rule()
         if self.learning_starts < self.horizon:
             raise ValueError(f"learning_starts ({self.learning_starts}) must be >= horizon ({self.horizon}) to hold a window")
         if self.env is not None:
