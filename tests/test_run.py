@@ -269,3 +269,14 @@ def test_a_paper_sized_polygrad_on_a_cpu_only_machine_warns_once(tiny_kwargs, mo
         PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu")  # once per process
         monkeypatch.setattr(device_advice, "_warned", False)
         PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_kwargs)  # CPU-sized: no warning
+
+
+def test_compiled_imagination_on_a_cpu_without_a_cpp_compiler_is_rejected_when_built(tiny_kwargs, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+        PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", compile_imagination=True, **tiny_kwargs)
+    PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_kwargs)  # eager imagination needs none
+    monkeypatch.setenv("CXX", "sh")  # a $CXX that exists is taken as the compiler
+    monkeypatch.setenv("PATH", "/bin:/usr/bin")
+    PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", compile_imagination=True, **tiny_kwargs)

@@ -1,5 +1,8 @@
-"""A warning, once per process, for a paper-sized PolyGRAD built where only a CPU can run it."""
+"""What PolyGRAD checks of the device it is built for: a warning, once per process, for a paper-sized PolyGRAD built
+where only a CPU can run it, and an error for compiled imagination on a CPU without a C++ compiler."""
 
+import os
+import shutil
 import warnings
 
 import torch as th
@@ -36,3 +39,26 @@ def warn_if_paper_sized_on_cpu(device: th.device, denoiser: nn.Module) -> None:
         "hyperparams/polygrad.yml (--env InvertedPendulum-v4).",
         stacklevel=3,
     )
+
+
+# What torch.compile's CPU backend (inductor) looks for, in its order: $CXX, then the usual compiler names.
+CPU_COMPILERS = ("g++", "clang++", "c++")
+
+
+def check_compiler(device: th.device, compile_imagination: bool) -> None:
+    """
+    Raise early, with a clear message, where compiled imagination cannot run: on a CPU, ``torch.compile`` builds C++
+    and would otherwise fail at the first imagination, deep inside torch.
+
+    :param device: the device PolyGRAD runs on
+    :param compile_imagination: whether imagination is compiled
+    :raises ValueError: compiled imagination on a CPU and no C++ compiler on the PATH
+    """
+    if not compile_imagination or device.type != "cpu":
+        return
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else list(CPU_COMPILERS)
+    if not any(shutil.which(name) for name in candidates):
+        raise ValueError(
+            f"compile_imagination=True on a CPU needs a C++ compiler for torch.compile; none of {candidates} is on the "
+            "PATH: install one (for example g++) or set compile_imagination=False"
+        )

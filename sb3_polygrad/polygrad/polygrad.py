@@ -27,7 +27,7 @@ from sb3_polygrad.common.simulator import open_loop_errors
 from sb3_polygrad.common.termination_rules import RULES, TerminationRule, termination_rule
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig, AdaptiveLearningRate, ImaginedActorCritic
 from sb3_polygrad.polygrad.arguments import check_arguments
-from sb3_polygrad.polygrad.device_advice import warn_if_paper_sized_on_cpu
+from sb3_polygrad.polygrad.device_advice import check_compiler, warn_if_paper_sized_on_cpu
 from sb3_polygrad.polygrad.env_outputs import check_step, refuse_non_finite
 from sb3_polygrad.polygrad.imagination_methods import (
     IMAGINATIONS,
@@ -105,7 +105,7 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param action_guidance_noise_scale: scale of the noise added to the actions at each guidance step
     :param compile_imagination: run the guided sampler's denoising loop through ``torch.compile``, as CUDA graphs on a
         GPU (same samples to float rounding; ``benchmarks/imagination_speed.py`` measures the gain; the first
-        imagination pays the compilation)
+        imagination pays the compilation; on a CPU it needs a C++ compiler)
     :param target_policy_update: target mean ``|delta log pi|`` of one actor step
     :param adaptive_actor_lr: adapt the actor's learning rate toward ``target_policy_update``
     :param actor_lr_learning_rate: Adam rate of the adaptive actor learning rate (on its log)
@@ -382,6 +382,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             **{"per_row_noise": self.imagination == "closed_loop", **self.world_model_kwargs},
         ).to(self.device)
         warn_if_paper_sized_on_cpu(self.device, self.world_model.denoiser)
+        check_compiler(self.device, self.compile_imagination)
         self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
         self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
