@@ -8,13 +8,13 @@ where ``result()`` returns the job's value or raises its error, so that one fail
 
 import functools
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-Job = tuple[Any, ...]  # the positional arguments of one call of the job function
+Job = TypeVar("Job", bound=tuple[Any, ...])  # the positional arguments of one call of the job function
 Result = Callable[[], Any]  # the job's return value, or its exception raised
 
 RAY_MISSING = (
@@ -45,7 +45,7 @@ class LocalBackend:
         """:return: one line on where the jobs run, for the preset's machine.txt"""
         return f"local process pool of {self.workers} workers"
 
-    def results(self, function: Callable[..., Any], jobs: list[Job]) -> Iterator[tuple[Job, Result]]:
+    def results(self, function: Callable[..., Any], jobs: Sequence[Job]) -> Iterator[tuple[Job, Result]]:
         """
         :param function: the job function, importable by the worker processes
         :param jobs: its arguments, one tuple per job
@@ -134,7 +134,7 @@ class RayBackend:
         cpus, gpus = self.cluster.get("CPU", 0), self.cluster.get("GPU", 0)
         return f"{where} of {cpus:g} CPUs and {gpus:g} GPUs, 1 CPU and {self.gpus} GPU per job"
 
-    def results(self, function: Callable[..., Any], jobs: list[Job]) -> Iterator[tuple[Job, Result]]:
+    def results(self, function: Callable[..., Any], jobs: Sequence[Job]) -> Iterator[tuple[Job, Result]]:
         """
         :param function: the job function, importable from the shipped packages (pickled by reference)
         :param jobs: its arguments, one tuple per job

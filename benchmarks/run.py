@@ -33,7 +33,7 @@ import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.checkpoints import JobCheckpoint
@@ -205,12 +205,26 @@ def save_job(preset_name: str, algo: str, env_id: str, seed: int, rows: list[dic
     return f"{algo} {env_id} seed {seed}: final eval {rows[-1]['eval_return']:.1f} in {rows[-1]['wall_clock_s']:.0f} s"
 
 
-def jobs(preset: Preset, algos: list[str] | None, seeds: list[int] | None) -> Iterator[tuple[Preset, str, EnvSetting, int]]:
-    """The arguments of :func:`run_job` for each job of ``preset``, or of the given subset of its algorithms and seeds."""
+class Job(NamedTuple):
+    """The arguments of one :func:`run_job` call, in its order: what a backend runs (see its parameters)."""
+
+    preset: Preset
+    algo: str
+    setting: EnvSetting
+    seed: int
+    checkpoint: Path | None = None
+    evaluations: Path | None = None
+
+    def __str__(self) -> str:
+        return f"{self.algo} {self.setting.env_id} seed {self.seed}"
+
+
+def jobs(preset: Preset, algos: list[str] | None, seeds: list[int] | None) -> Iterator[Job]:
+    """Each job of ``preset``, or of the given subset of its algorithms and seeds, without checkpoints."""
     for setting in preset.envs:
         for seed in seeds or preset.seeds:
             for algo in algos or preset.job_algos():
-                yield preset, algo, setting, seed
+                yield Job(preset, algo, setting, seed)
 
 
 JobKey = tuple[str, str, int]  # algo, env, seed
@@ -269,25 +283,21 @@ def main(argv: list[str] | None = None) -> None:
     local = args.backend == "local"
     finished = finished_jobs(args.preset)
     todo = [
-        (
-            preset,
-            algo,
-            setting,
-            seed,
-            job_checkpoint(args.preset, algo, setting.env_id, seed) if local else None,
-            unfinished_csv(args.preset, algo, setting.env_id, seed) if local else None,
+        job._replace(
+            checkpoint=job_checkpoint(args.preset, job.algo, job.setting.env_id, job.seed) if local else None,
+            evaluations=unfinished_csv(args.preset, job.algo, job.setting.env_id, job.seed) if local else None,
         )
-        for _, algo, setting, seed in jobs(preset, args.algos, args.seeds)
-        if (algo, setting.env_id, seed) not in finished
+        for job in jobs(preset, args.algos, args.seeds)
+        if (job.algo, job.setting.env_id, job.seed) not in finished
     ]
-    resumed = [f"{job[1]} {job[2].env_id} seed {job[3]}" for job in todo if job[4] and JobCheckpoint(job[4]).latest()]
+
+    def has_checkpoint(job: Job) -> bool:
+        return job.checkpoint is not None and JobCheckpoint(job.checkpoint).latest() is not None
+
+    resumed = [str(job) for job in todo if has_checkpoint(job)]
     # Evaluations kept from a run whose checkpoint is not on this machine: the job starts again, and its first
     # checkpoint replaces them.
-    restarted = [
-        f"{job[1]} {job[2].env_id} seed {job[3]}"
-        for job in todo
-        if job[5] and job[5].exists() and not (job[4] and JobCheckpoint(job[4]).latest())
-    ]
+    restarted = [str(job) for job in todo if job.evaluations and job.evaluations.exists() and not has_checkpoint(job)]
     backend: LocalBackend | RayBackend = LocalBackend(args.workers)
     if args.backend == "ray":
         try:
@@ -312,16 +322,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"{RESULTS / args.preset / 'unfinished'} are replaced from their first checkpoint on"
             )
         with tqdm(total=len(todo), desc=args.preset) as bar:
-            for (_, algo, setting, seed, checkpoint, evaluations), result in backend.results(run_job, todo):
+            for job, result in backend.results(run_job, todo):
                 try:
                     rows = result()
                 except Exception as error:  # the other jobs go on and are saved; this one reruns next time
-                    failed.append(f"{algo} {setting.env_id} seed {seed}")
+                    failed.append(str(job))
                     bar.write(f"{failed[-1]} failed:\n{''.join(traceback.format_exception(error))}")
                 else:
-                    bar.write(save_job(args.preset, algo, setting.env_id, seed, rows))
-                    if checkpoint is not None:
-                        JobCheckpoint(checkpoint, evaluations).remove()
+                    bar.write(save_job(args.preset, job.algo, job.setting.env_id, job.seed, rows))
+                    if job.checkpoint is not None:
+                        JobCheckpoint(job.checkpoint, job.evaluations).remove()
                 bar.update()
     print(f"results: {merge(args.preset)}")
     if failed:
