@@ -148,10 +148,16 @@ def table(curves: Curves, preset: Preset) -> str:
 
 # The learner table's columns: what the actor-critic learned from and with
 LEARNER_FIGURES = (
+    ("eval/sampled_return", "eval return, sampled actions"),
     ("imagination/reward_mean", "imagined reward per step"),
     ("imagination/done_rate", "imagined termination rate"),
     ("train/std", "policy action std"),
 )
+
+
+def figure_cell(value: float) -> str:
+    """A diagnostic figure in a table: 3 significant digits, whole numbers from 100 on (returns, not 1.19e+03)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def figures_table(
@@ -173,15 +179,15 @@ def figures_table(
     for (algo, env), by_step in sorted(diagnostics.items()):
         rows, table_means = [], []
         for steps, by_seed in sorted(by_step.items()):
-            means = [np.mean([s[key] for s in by_seed.values() if key in s] or [np.nan]) for key in keys]
+            means = [float(np.mean([s[key] for s in by_seed.values() if key in s] or [np.nan])) for key in keys]
             if not all(np.isnan(means)):
-                rows.append(f"| {steps:,} | {len(by_seed)} | " + " | ".join(f"{m:.3g}" for m in means) + " |")
+                rows.append(f"| {steps:,} | {len(by_seed)} | " + " | ".join(map(figure_cell, means)) + " |")
                 table_means.append(means)
         if rows:
             # The run in one line; a signed figure's signs would cancel, so the mean is of sizes.
             columns = np.abs(np.array(table_means)).T
             overall = [np.nanmean(column) if not np.isnan(column).all() else np.nan for column in columns]
-            rows.append(f"| {mean_label} | | " + " | ".join(f"{m:.3g}" for m in overall) + " |")
+            rows.append(f"| {mean_label} | | " + " | ".join(map(figure_cell, overall)) + " |")
             lines += [
                 f"### {env}, {label(preset, algo)}",
                 "",
@@ -210,12 +216,14 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
 
 def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
     """
-    What PolyGRAD's actor-critic learned from at each evaluation, mean over seeds: the reward per step and termination
-    rate of the imagined trajectories (raw units, before ``reward_scale``) and the policy's action std. Empty when no
-    run logged them.
+    What PolyGRAD's actor-critic learned at each evaluation and from what, mean over seeds: the evaluation return of
+    the policy's sampled actions, the reward per step and termination rate of the imagined trajectories (raw units,
+    before ``reward_scale``) and the policy's action std. Empty when no run logged them.
     """
     heading = (
-        "## Learner figures\n\nThe reward per step and the termination rate of the imagined trajectories the "
+        "## Learner figures\n\nThe evaluation return of the policy's sampled actions (`eval/sampled_return`: as many "
+        "episodes as the deterministic evaluations above, with the actions the actor-critic learns; nan for runs "
+        "that did not log it), the reward per step and the termination rate of the imagined trajectories the "
         "actor-critic learns from (`imagination/reward_mean`, `imagination/done_rate`: raw rewards, before "
         "`reward_scale`; the stochastic policy's, where the evaluations above are the deterministic one's), and the "
         "policy's action std (`train/std`, in actions scaled to [-1, 1]), the latest logged by each evaluation, mean "

@@ -122,11 +122,17 @@ def run_job(
         Deterministic evaluation every ``eval_freq`` env steps; wall-clock counts training time only. Each evaluation is
         followed by a checkpoint at the start of the next rollout, where the model has stored and trained on every
         transition it counts (during a step, SB3 calls the callback before it stores that step's transition).
+
+        With ``sampled_eval_env``, the policy's sampled actions are evaluated too, in that env, and logged as the
+        diagnostic ``eval/sampled_return``: PolyGRAD's actor-critic learns the stochastic policy, and its mean action
+        can fall where its samples do not. Its own env and a forked torch RNG leave the deterministic evaluations and
+        training as they are without it.
         """
 
-        def __init__(self, eval_env: Any, train_time: float) -> None:
+        def __init__(self, eval_env: Any, train_time: float, sampled_eval_env: Any | None = None) -> None:
             super().__init__()
             self.eval_env = eval_env
+            self.sampled_eval_env = sampled_eval_env
             self.train_time = train_time
             self.diagnostics = LatestDiagnostics()
             self.checkpoint_due = False
@@ -144,6 +150,12 @@ def run_job(
             assert train_env is not None  # learn() runs with an env
             sync_envs_normalization(train_env, self.eval_env)
             mean, std = evaluate_policy(self.model, self.eval_env, preset.n_eval_episodes, deterministic=True)
+            if self.sampled_eval_env is not None:
+                sync_envs_normalization(train_env, self.sampled_eval_env)
+                with th.random.fork_rng(devices=[]):
+                    episodes = preset.n_eval_episodes
+                    sampled, _ = evaluate_policy(self.model, self.sampled_eval_env, episodes, deterministic=False)
+                self.diagnostics.latest["eval/sampled_return"] = float(sampled)  # type: ignore[arg-type]  # a float here
             rows.append(dict(algo=algo, env=setting.env_id, seed=seed, env_steps=self.num_timesteps,
                              eval_return=mean, eval_return_std=std, wall_clock_s=round(self.train_time, 2),
                              diagnostics=self.diagnostics.snapshot(self.model.logger)))  # fmt: skip
@@ -178,13 +190,16 @@ def run_job(
         train_time = 0.0
         if resumed is not None:
             model, rows[:], train_time = resumed
-        manager.callbacks.append(TimedEval(manager.create_envs(1, eval_env=True), train_time))
+        sampled_eval_env = manager.create_envs(1, eval_env=True) if base_algo == "polygrad" else None
+        manager.callbacks.append(TimedEval(manager.create_envs(1, eval_env=True), train_time, sampled_eval_env))
         # The zoo's manager.learn would count env steps from 0 again; a resumed model goes on from its own count. As
         # the zoo does for its log_interval -2, None turns SB3's periodic log dumps off (its signature says int).
         model.learn(setting.budget - model.num_timesteps, callback=manager.callbacks,
                     log_interval=None, reset_num_timesteps=False)  # type: ignore[arg-type]  # fmt: skip
         assert model.env is not None
         model.env.close()
+        if sampled_eval_env is not None:
+            sampled_eval_env.close()
     finally:
         shutil.rmtree(log_folder, ignore_errors=True)
     return rows

@@ -98,14 +98,15 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
     assert "ppo" not in world_model  # no figures logged
     # the learner's figures are a table of their own, empty for runs that did not log them
     assert report.learner_table(report.load_diagnostics(path), preset) == ""
-    learner = {"imagination/reward_mean": 1.9, "imagination/done_rate": 0.05, "train/std": 0.8}
+    learner = {"eval/sampled_return": 1500.0, "imagination/reward_mean": 1.9, "imagination/done_rate": 0.05, "train/std": 0.8}
     seed_1 = dict(algo="polygrad", env="Hopper-v4", seed=1, env_steps=100_000, eval_return=600.0, eval_return_std=0)
     seed_1 |= dict(wall_clock_s=800.0, diagnostics=json.dumps({**later, **learner}))
     with path.open("a", newline="") as f:
         csv.DictWriter(f, run.FIELDS).writerow(seed_1)
     learner_text = report.learner_table(report.load_diagnostics(path), preset)
     # at 100k seed 0 logged none of them and seed 1 did: the means are seed 1's; the mean row is over that one row
-    assert "| 100,000 | 2 | 1.9 | 0.05 | 0.8 |" in learner_text and "| mean | | 1.9 | 0.05 | 0.8 |" in learner_text
+    assert "| 100,000 | 2 | 1500 | 1.9 | 0.05 | 0.8 |" in learner_text
+    assert "| mean | | 1500 | 1.9 | 0.05 | 0.8 |" in learner_text
     assert "| 50,000 |" not in learner_text  # no learner figures by then
 
 
@@ -388,3 +389,27 @@ def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_r
     monkeypatch.setattr(sys, "argv", [*argv, "200", "100"])
     with pytest.raises(SystemExit):
         advantage_sources.main()
+
+
+def test_polygrad_jobs_log_their_sampled_actions_return_and_leave_the_deterministic_evaluations_as_they_were(
+    tiny_kwargs, monkeypatch
+):
+    from stable_baselines3.common import evaluation
+
+    overrides = {**tiny_kwargs, "n_sampling_steps": None, "state_change_clip_steps": None}
+    preset = presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 300, 150, -1000.0),), algos=("polygrad",),
+                            seeds=(0,), n_eval_episodes=1, hyperparam_overrides=overrides)  # fmt: skip
+    rows = run.run_job(preset, "polygrad", preset.envs[0], 0)
+    sampled = [json.loads(row["diagnostics"])["eval/sampled_return"] for row in rows]
+    assert len(sampled) == 3 and all(-2000.0 < value < 0.0 for value in sampled)  # Pendulum's rewards are negative
+    assert sampled != [row["eval_return"] for row in rows]  # the samples, not the mean action
+    # The same job with the sampled-action evaluations replaced by nothing: training and the deterministic evaluations
+    # must not have depended on them (their episodes draw from the torch RNG that training draws from).
+    deterministic_only = evaluation.evaluate_policy
+
+    def without_sampled(model, env, n_eval_episodes, deterministic=True, **kwargs):
+        return deterministic_only(model, env, n_eval_episodes, deterministic=True, **kwargs) if deterministic else (0, 0)
+
+    monkeypatch.setattr(evaluation, "evaluate_policy", without_sampled)
+    again = run.run_job(preset, "polygrad", preset.envs[0], 0)
+    assert [row["eval_return"] for row in again] == [row["eval_return"] for row in rows]
