@@ -54,9 +54,10 @@ def test_ray_backend_gives_the_rows_of_the_process_pool(tmp_path, monkeypatch, t
         return [{key: value for key, value in row.items() if key != "wall_clock_s"} for row in rows]
 
     assert without_wall_clock(on_ray) == without_wall_clock(in_pool)
-    # PolyGRAD's imagination figures and its policy's std ride along with each evaluation, from the first imagination on
-    assert json.loads(in_pool[0]["diagnostics"]) == {}
-    expected = {"train/imagined_action_std", "train/imagined_action_bias", "train/std"}
+    # PolyGRAD's imagination figures and its policy's std ride along with each evaluation, from the first imagination on;
+    # its sampled actions' evaluation with every evaluation
+    assert set(json.loads(in_pool[0]["diagnostics"])) == {"eval/sampled_return"}
+    expected = {"eval/sampled_return", "train/imagined_action_std", "train/imagined_action_bias", "train/std"}
     assert set(json.loads(in_pool[-1]["diagnostics"])) >= expected
     assert "local Ray instance of 2 CPUs" in (tmp_path / "ray" / "tiny" / "machine.txt").read_text()
 
