@@ -360,6 +360,7 @@ class PolyGRAD(OffPolicyAlgorithm):
             raise ValueError("PolyGRAD samples H-step windows: replay_buffer_class must subclass PolyGRADReplayBuffer")
         super()._setup_model()
         self._create_aliases()
+        check_compiler(self.device, self.compile_imagination)  # before anything is built
         obs_dim, action_dim = self.observation_space.shape[0], self.action_space.shape[0]  # type: ignore[index]
         self.world_model = DiffusionWorldModel(
             obs_dim,
@@ -382,7 +383,6 @@ class PolyGRAD(OffPolicyAlgorithm):
             **{"per_row_noise": self.imagination == "closed_loop", **self.world_model_kwargs},
         ).to(self.device)
         warn_if_paper_sized_on_cpu(self.device, self.world_model.denoiser)
-        check_compiler(self.device, self.compile_imagination)
         self.world_model_optimizer = th.optim.Adam(self.world_model.denoiser.parameters(), lr=self.world_model_learning_rate)
         self.log_guidance_scale = th.tensor(math.log(self.guidance_scale), device=self.device)
         self.actor_lr = AdaptiveLearningRate(self.lr_schedule(1.0), self.actor_lr_learning_rate, self.device)
