@@ -154,8 +154,9 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
     # advantages: the actor learnt mostly at states its policy no longer visits), and with the task's own termination rule
     # on the imagined states besides (starts5k hopped at 50k-65k, then fell, its critic overvaluing the falling policy
     # while imagination flagged 5% of trajectories as ending where the simulator ended 10%), and that with its policy
-    # started at an action std of 0.3 (at 45k env steps the mean action of rule seeds 1 and 2, which the evaluations
-    # use, fell after 90 and 174 steps, their sampled actions after 2,951 and 500: a gait that relies on its noise).
+    # started at an action std of 0.3 or 0.5, or with its std moved from 1.0 to 0.3 over the budget (at 45k env steps
+    # the mean action of rule seeds 1 and 2, which the evaluations use, fell after 90 and 174 steps, their sampled
+    # actions after 2,951 and 500: a gait that relies on its noise).
     "hopper-100k": locomotion_100k(
         EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0),
         {
@@ -175,6 +176,18 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
                 "imagination_start_window": 5_000,
                 "imagined_terminations": "env_rule",
                 "policy_kwargs": {"init_std": 0.3},
+            },
+            "tau0.02-starts5k-rule-std0.5": {
+                "tau": 0.02,
+                "imagination_start_window": 5_000,
+                "imagined_terminations": "env_rule",
+                "policy_kwargs": {"init_std": 0.5},
+            },
+            "tau0.02-starts5k-rule-std1to0.3": {
+                "tau": 0.02,
+                "imagination_start_window": 5_000,
+                "imagined_terminations": "env_rule",
+                "action_std_schedule": (1.0, 0.3),
             },
         },
     ),

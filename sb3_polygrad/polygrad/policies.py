@@ -56,6 +56,18 @@ class Actor(nn.Module):
         """Standard deviation of every action dimension, shape (A,)."""
         return self.log_std.exp() + self.min_std
 
+    def fix_std(self, std: float) -> None:
+        """
+        Set every action dimension's std to ``std`` and stop learning it: the optimiser skips a parameter without a
+        gradient, so only the caller moves it from then on.
+
+        :param std: the standard deviation, above ``min_std``
+        """
+        if not std > self.min_std:
+            raise ValueError(f"a fixed action std ({std}) must exceed min_std ({self.min_std})")
+        self.log_std.requires_grad_(False)
+        self.log_std.fill_(math.log(std - self.min_std))
+
     def action_distribution_params(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """:param observations: raw observations, shape (..., O)
         :return: mean and std of the actions, each shape (..., A)"""

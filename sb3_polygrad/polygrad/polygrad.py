@@ -116,6 +116,12 @@ class PolyGRAD(OffPolicyAlgorithm):
     :param censored_log_prob: in the actor's loss, score an imagined action past the action bounds by the probability
         of being clipped there, as the env clips it, instead of by the Gaussian density (the paper uses the density,
         under which actions past the bound keep pushing the tanh mean into saturation)
+    :param action_std_schedule: ``(initial, final)``: the policy's action std is then not learnt but moves linearly
+        from ``initial`` to ``final`` over the learning budget, as the exploration std of DrQ-v2 does (``None``: learnt,
+        as in the paper). This package's extension: with a learnt std the actor-critic optimises its noisy samples, and
+        on Hopper a policy whose samples hop could fall with its mean action, which deterministic evaluation takes; a
+        std that ends small makes the mean action the behaviour it learnt. Both values must exceed the policy's
+        ``min_std``
     :param imagination: where the actor-critic's trajectories come from (``polygrad/imagination_methods.py``):
         ``"guided"``, the paper's policy-guided sampler; ``"closed_loop"``, this package's extension: one staggered
         diffusion pass of a causal world model in which every action is the policy's own sample at the state it is taken
@@ -205,6 +211,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         line_search_ratio: float = 0.8,
         line_search_max_iters: int = 50,
         censored_log_prob: bool = False,
+        action_std_schedule: tuple[float, float] | None = None,
         imagination: ImaginationName = "guided",
         imagination_row_lag: float = 1.0,
         imagination_start_window: int | None = None,
@@ -262,6 +269,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         self.line_search_ratio = line_search_ratio
         self.line_search_max_iters = line_search_max_iters
         self.censored_log_prob = censored_log_prob
+        self.action_std_schedule = action_std_schedule
         self.imagination = imagination
         self.imagination_row_lag = imagination_row_lag
         self.imagination_start_window = imagination_start_window
@@ -336,6 +344,11 @@ class PolyGRAD(OffPolicyAlgorithm):
             warnings.warn(f"horizon {self.horizon} is not shorter than the episode limit {max_steps}: few windows exist")
         if self.tune_guidance and self.guidance_type != "grad":
             warnings.warn(f"tune_guidance only acts with guidance_type='grad'; it is ignored with {self.guidance_type!r}")
+        if self.action_std_schedule is not None and (
+            len(self.action_std_schedule) != 2
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.action_std_schedule)
+        ):
+            raise ValueError(f"action_std_schedule must be (initial, final), two numbers, got {self.action_std_schedule!r}")
         if self.imagination_batch_size < 64:
             warnings.warn(f"imagination_batch_size={self.imagination_batch_size} makes noisy actor-critic steps")
 
@@ -360,6 +373,14 @@ class PolyGRAD(OffPolicyAlgorithm):
             raise ValueError("PolyGRAD samples H-step windows: replay_buffer_class must subclass PolyGRADReplayBuffer")
         super()._setup_model()
         self._create_aliases()
+        if self.action_std_schedule is not None:  # a YAML list from the zoo, or a tuple that save() wrote as a JSON list
+            initial, final = self.action_std_schedule  # checked as two numbers by _check_arguments
+            self.action_std_schedule = (initial, final)
+            if min(initial, final) <= self.actor.min_std:
+                raise ValueError(
+                    f"action_std_schedule {(initial, final)} must stay above the policy's min_std ({self.actor.min_std})"
+                )
+        self._schedule_action_std()
         check_compiler(self.device, self.compile_imagination)  # before anything is built
         obs_dim, action_dim = self.observation_space.shape[0], self.action_space.shape[0]  # type: ignore[index]
         self.world_model = DiffusionWorldModel(
@@ -393,6 +414,14 @@ class PolyGRAD(OffPolicyAlgorithm):
         self._last_sim_states: np.ndarray | None = None
         self._last_world_model_eval = 0
         self._window_gate = WindowGate()
+
+    def _schedule_action_std(self) -> None:
+        """Set the policy's std to ``action_std_schedule``'s value at the current progress (no-op without one)."""
+        if self.action_std_schedule is None:
+            return
+        initial, final = self.action_std_schedule
+        progress = min(max(self._current_progress_remaining, 0.0), 1.0)  # 1 at the start of the budget, 0 at its end
+        self.actor.fix_std(final + (initial - final) * progress)
 
     def _make_imagination(self) -> Imagination:
         """The imagination method named by ``imagination`` (``polygrad/imagination_methods.py``)."""
@@ -567,6 +596,7 @@ class PolyGRAD(OffPolicyAlgorithm):
         """Algorithm 2 of the paper: world-model updates, then imagine, update the actor-critic and tune guidance."""
         self.policy.set_training_mode(True)
         update_learning_rate(self.critic.optimizer, self.critic_learning_rate)
+        self._schedule_action_std()
         self._train_world_model(gradient_steps, batch_size)
         if self.num_timesteps > self.learning_starts + self.world_model_warmup:
             for _ in range(self.agent_gradient_steps):

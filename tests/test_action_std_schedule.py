@@ -1,0 +1,60 @@
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_polygrad import PolyGRAD
+
+BUDGET = 400
+
+
+class RecordStd(BaseCallback):
+    """The policy's mean std and the env steps so far, at every env step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        self.rows.append((self.model.num_timesteps, self.model.actor.std().mean().item()))
+        return True
+
+
+def test_the_scheduled_action_std_moves_linearly_over_the_budget_and_is_not_learnt(tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, action_std_schedule=(1.0, 0.3), **tiny_kwargs)
+    assert model.actor.std().mean().item() == pytest.approx(1.0)
+    callback = RecordStd()
+    model.learn(BUDGET, callback=callback)
+    assert model._n_updates > 0 and not model.actor.log_std.requires_grad
+    # Set at each training call (every train_freq = 4 env steps once learning starts): at most 4 steps behind.
+    for steps, std in callback.rows:
+        if steps > tiny_kwargs["learning_starts"] + tiny_kwargs["train_freq"]:
+            behind = [0.3 + 0.7 * (1 - (steps - lag) / BUDGET) for lag in range(tiny_kwargs["train_freq"] + 1)]
+            assert min(behind) - 1e-5 <= std <= max(behind) + 1e-5, (steps, std)
+    assert model.actor.std().mean().item() == pytest.approx(0.3, abs=1e-5)
+
+
+def test_without_a_schedule_the_std_is_learnt(tiny_kwargs):
+    # What the schedule replaces: the same run's actor-critic moves a learnt std away from its start.
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.learn(BUDGET)
+    assert model.actor.log_std.requires_grad
+    assert not th.allclose(model.actor.std(), th.ones(1), atol=1e-4)
+
+
+def test_a_scheduled_std_survives_save_and_load(tiny_kwargs, tmp_path):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, action_std_schedule=[0.8, 0.4], **tiny_kwargs)
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = PolyGRAD.load(tmp_path / "model.zip")
+    assert loaded.action_std_schedule == (0.8, 0.4)  # a YAML list is kept as a tuple
+    assert th.equal(loaded.actor.std(), model.actor.std()) and not loaded.actor.log_std.requires_grad
+    assert loaded.actor.std().mean().item() == pytest.approx(0.4, abs=1e-5)  # the end of the budget
+
+
+@pytest.mark.parametrize(
+    "schedule, message",
+    [((1.0,), "two numbers"), ((1.0, "0.3"), "two numbers"), ((1.0, float("nan")), "two numbers"), ((1.0, 0.05), "min_std")],
+)
+def test_an_action_std_schedule_out_of_range_is_refused_when_the_model_is_built(tiny_kwargs, schedule, message):
+    with pytest.raises(ValueError, match=message):
+        PolyGRAD("MlpPolicy", "Pendulum-v1", action_std_schedule=schedule, **tiny_kwargs)
