@@ -360,6 +360,62 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
         critic_check.main()
 
 
+def test_the_expected_clipped_action_is_the_mean_of_the_clipped_samples():
+    import torch as th
+
+    from benchmarks.noise_check import expected_clipped_action
+
+    mean, std = th.tensor([0.0, 0.9, -0.95, 2.0]), th.tensor([0.5, 0.7, 0.3, 0.1])
+    samples = (mean + std * th.randn(400_000, 4, generator=th.Generator().manual_seed(0))).clamp(-1.0, 1.0)
+    expected = expected_clipped_action(mean, std)
+    th.testing.assert_close(expected, samples.mean(dim=0), atol=3e-3, rtol=0.0)
+    assert expected[0] == pytest.approx(0.0, abs=1e-6) and expected[1] < 0.85 and expected[3] == pytest.approx(1.0)
+
+
+def test_noise_check_acts_by_each_rule_and_writes_its_table(tiny_kwargs, tmp_path, monkeypatch):
+    import sys
+
+    import gymnasium as gym
+
+    from benchmarks import noise_check
+    from sb3_polygrad import PolyGRAD
+
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs)
+    model.learn(200)
+    env = gym.make("InvertedPendulum-v4")
+    # Scale 0 is the mean action, the evaluations' predict(deterministic=True).
+    obs, _ = env.reset(seed=3)
+    length, total = 0, 0.0
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(model.predict(obs, deterministic=True)[0])
+        length, total = length + 1, total + float(reward)
+        if terminated or truncated:
+            break
+    assert noise_check.episode_return(model, env, noise_check.noisy(0.0), seed=3) == (total, length)
+    # The same seed gives the same noise: a reproducible table.
+    sampled = noise_check.episode_return(model, env, noise_check.noisy(1.0), seed=3)
+    assert noise_check.episode_return(model, env, noise_check.noisy(1.0), seed=3) == sampled
+
+    model.save(tmp_path / "model.zip")
+    monkeypatch.setattr(noise_check, "RESULTS", tmp_path)
+    argv = ["noise_check", "--model", str(tmp_path / "model.zip"), "--env", "InvertedPendulum-v4", "--name", "ip"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "2"])
+    noise_check.main()
+    text = (tmp_path / "noise_check_ip.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| actions")]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| mean action (as evaluated)",
+        "| mean + 0.25 std noise",
+        "| mean + 0.5 std noise",
+        "| mean + 0.75 std noise",
+        "| mean + 1 std noise",
+        "| expected clipped action",
+    ]
+    monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "0"])
+    with pytest.raises(SystemExit):
+        noise_check.main()
+
+
 def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_recorded(tiny_kwargs, tmp_path, monkeypatch):
     import sys
 
