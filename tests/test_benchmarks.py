@@ -149,8 +149,10 @@ def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_an
     assert [(env.budget, env.eval_freq) for env in preset.envs] == [(100_000, 5_000)]
 
 
-def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_against_the_other_discount():
+def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_against_the_other_discount_and_hoppers_learner():
     from sb3_polygrad.zoo import cpu
+
+    learner = "polygrad[tau0.02-starts5k-rule-std1to0.3]"
 
     for name, env_id, variant in [
         ("walker2d-100k", "Walker2d-v4", "gamma0.99"),
@@ -159,9 +161,14 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_against_the_
         preset = presets.BENCHMARK_PRESETS[name]
         entry = cpu.hyperparams[env_id]
         assert preset.hyperparams("polygrad", env_id) == entry
-        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]")
+        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]", learner)
         # the variant is the other discount, so it must differ from the entry in it
         assert preset.hyperparams(f"polygrad[{variant}]", env_id)["gamma"] != entry["gamma"]
+        # Hopper's learner on the task's own entry: the same overrides as hopper-100k's
+        hopper = presets.BENCHMARK_PRESETS["hopper-100k"].hyperparams(learner, "Hopper-v4")
+        overrides = ("tau", "imagination_start_window", "imagined_terminations", "action_std_schedule")
+        assert {key: preset.hyperparams(learner, env_id)[key] for key in overrides} == {key: hopper[key] for key in overrides}
+        assert preset.hyperparams(learner, env_id)["gamma"] == entry["gamma"]
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
