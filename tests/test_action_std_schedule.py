@@ -51,9 +51,40 @@ def test_a_scheduled_std_survives_save_and_load(tiny_kwargs, tmp_path):
     assert loaded.actor.std().mean().item() == pytest.approx(0.4, abs=1e-5)  # the end of the budget
 
 
+class StopAt(BaseCallback):
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _on_step(self) -> bool:
+        return self.model.num_timesteps < self.steps
+
+
+def test_a_run_stopped_and_continued_from_its_save_goes_on_along_the_same_schedule(tiny_kwargs, tmp_path):
+    # As benchmarks.run resumes a job: learn(budget - done, reset_num_timesteps=False) on the loaded model.
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, action_std_schedule=(1.0, 0.3), **tiny_kwargs)
+    model.learn(BUDGET, callback=StopAt(BUDGET // 2))
+    assert model.num_timesteps == BUDGET // 2
+    assert model.actor.std().mean().item() == pytest.approx(0.65, abs=0.01)  # half-way: 0.3 + 0.7 / 2
+    model.save(tmp_path / "model.zip")
+    loaded = PolyGRAD.load(tmp_path / "model.zip", env=model.get_env())
+    callback = RecordStd()
+    loaded.learn(BUDGET - loaded.num_timesteps, callback=callback, reset_num_timesteps=False)
+    first_steps, first_std = callback.rows[0]
+    assert first_steps == BUDGET // 2 + 1 and first_std == pytest.approx(0.65, abs=0.01)  # no jump back to 1.0
+    assert loaded.actor.std().mean().item() == pytest.approx(0.3, abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "schedule, message",
-    [((1.0,), "two numbers"), ((1.0, "0.3"), "two numbers"), ((1.0, float("nan")), "two numbers"), ((1.0, 0.05), "min_std")],
+    [
+        ((1.0,), "two numbers"),
+        (0.5, "two numbers"),
+        ((1.0, "0.3"), "two numbers"),
+        ((True, 0.3), "two numbers"),
+        ((1.0, float("nan")), "two numbers"),
+        ((1.0, 0.05), "min_std"),
+    ],
 )
 def test_an_action_std_schedule_out_of_range_is_refused_when_the_model_is_built(tiny_kwargs, schedule, message):
     with pytest.raises(ValueError, match=message):

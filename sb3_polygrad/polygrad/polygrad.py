@@ -2,6 +2,7 @@
 
 import io
 import math
+import numbers
 import pathlib
 import warnings
 from collections.abc import Iterable
@@ -345,8 +346,11 @@ class PolyGRAD(OffPolicyAlgorithm):
         if self.tune_guidance and self.guidance_type != "grad":
             warnings.warn(f"tune_guidance only acts with guidance_type='grad'; it is ignored with {self.guidance_type!r}")
         if self.action_std_schedule is not None and (
-            len(self.action_std_schedule) != 2
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.action_std_schedule)
+            not isinstance(self.action_std_schedule, (tuple, list))
+            or len(self.action_std_schedule) != 2
+            or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in self.action_std_schedule
+            )
         ):
             raise ValueError(f"action_std_schedule must be (initial, final), two numbers, got {self.action_std_schedule!r}")
         if self.imagination_batch_size < 64:
