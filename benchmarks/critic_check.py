@@ -11,6 +11,12 @@ by the value it loses. The episodes run past the env's usual time limit (``--max
 early state is nearly whole: each row's ``tail`` is the discount weight that the episode's end cut off from it (0 when
 the episode terminated, and the return is then exact).
 
+``--critic-updates N`` then says whether the critic lags its policy or learns a wrong value: it trains the critic alone
+(and its target, as in training) for N more of training's actor-critic steps with the actor's rate at 0, on
+trajectories imagined as in training from states of the policy's own sampled episodes, and gives the values after. A
+critic that lags comes closer to the returns; one whose imagined trajectories miss the falls stays where it was. Between
+two evaluations 5k env steps apart, the CPU entries take 1,250 such steps (one every ``train_freq=4`` env steps).
+
 Writes ``benchmarks/results/critic_check_<name>.md``.
 """
 
@@ -22,6 +28,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import update_learning_rate
+from tqdm import tqdm
 
 from benchmarks.run import RESULTS
 from sb3_polygrad import PolyGRAD
@@ -29,6 +38,16 @@ from sb3_polygrad.common.returns import gae
 
 # The steps of an episode whose value and return the table gives (those the shortest episode reaches).
 CHECKED_STEPS = (0, 100, 250, 500, 1000)
+
+
+@dataclass
+class Episode:
+    """One episode of a policy: the states it was in (T, O), its rewards (T,), and whether it terminated (rather than
+    hit the time limit)."""
+
+    states: np.ndarray
+    rewards: np.ndarray
+    terminated: bool
 
 
 @dataclass
@@ -59,12 +78,8 @@ def returns_to_go(rewards: np.ndarray, gamma: float, reward_scale: float) -> np.
     return advantages[0].numpy()
 
 
-def episode(model: PolyGRAD, env: gym.Env, deterministic: bool, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """
-    One episode of the model's policy.
-
-    :return: the states it was in (T, O), its rewards (T,), and whether it terminated (rather than hit the time limit)
-    """
+def episode(model: PolyGRAD, env: gym.Env, deterministic: bool, seed: int) -> Episode:
+    """One episode of the model's policy, the env reset with ``seed``."""
     obs, _ = env.reset(seed=seed)
     states, rewards = [], []
     while True:
@@ -73,43 +88,113 @@ def episode(model: PolyGRAD, env: gym.Env, deterministic: bool, seed: int) -> tu
         obs, reward, terminated, truncated, _ = env.step(action)
         rewards.append(float(reward))
         if terminated or truncated:
-            return np.array(states, dtype=np.float32), np.array(rewards), bool(terminated)
+            return Episode(np.array(states, dtype=np.float32), np.array(rewards), bool(terminated))
 
 
-def check(model: PolyGRAD, env_id: str, max_steps: int, deterministic: bool, n_episodes: int) -> CriticCheck:
+def run_episodes(model: PolyGRAD, env_id: str, max_steps: int, deterministic: bool, n_episodes: int) -> list[Episode]:
     """
-    The critic against the returns of ``n_episodes`` episodes (seeds 0, 1, ...).
+    ``n_episodes`` episodes of the model's policy (env seeds 0, 1, ...).
 
     :param model: a trained PolyGRAD
     :param env_id: the env it was trained on
     :param max_steps: the episodes' time limit
     :param deterministic: the policy's mean action (as evaluations act) or its samples (as imagination does)
-    :param n_episodes: episodes to average over
+    :param n_episodes: how many
     """
     env = gym.make(env_id, max_episode_steps=max_steps)
-    values, returns, tails, lengths, per_step, terminated = [], [], [], [], [], []
-    for seed in range(n_episodes):
-        states, rewards, ended = episode(model, env, deterministic, seed)
-        with th.no_grad():
-            value = model.policy.predict_values(th.as_tensor(states, device=model.device)).cpu().numpy()  # (T,)
-        steps = np.arange(len(rewards))
-        values.append(value)
-        returns.append(returns_to_go(rewards, model.gamma, model.reward_scale))
-        tails.append(np.zeros(len(rewards)) if ended else model.gamma ** (len(rewards) - steps))
-        lengths.append(len(rewards))
-        per_step.append(rewards.mean())
-        terminated.append(ended)
+    episodes = [episode(model, env, deterministic, seed) for seed in range(n_episodes)]
     env.close()
+    return episodes
+
+
+def check(model: PolyGRAD, episodes: list[Episode]) -> CriticCheck:
+    """
+    The model's critic against the discounted returns of ``episodes``, averaged over them at each checked step.
+
+    :param model: a trained PolyGRAD
+    :param episodes: episodes of its policy (:func:`run_episodes`)
+    """
+    values, returns, tails = [], [], []
+    for ep in episodes:
+        with th.no_grad():
+            value = model.policy.predict_values(th.as_tensor(ep.states, device=model.device)).cpu().numpy()  # (T,)
+        steps = np.arange(len(ep.rewards))
+        values.append(value)
+        returns.append(returns_to_go(ep.rewards, model.gamma, model.reward_scale))
+        tails.append(np.zeros(len(ep.rewards)) if ep.terminated else model.gamma ** (len(ep.rewards) - steps))
+    lengths = [len(ep.rewards) for ep in episodes]
 
     def mean_at(t: int, figure: list[np.ndarray]) -> float:
         return float(np.mean([of_episode[t] for of_episode in figure]))
 
     rows = [(t, mean_at(t, values), mean_at(t, returns), mean_at(t, tails)) for t in CHECKED_STEPS if t < min(lengths)]
-    return CriticCheck(float(np.mean(lengths)), float(np.mean(per_step)), float(np.mean(terminated)), rows)
+    return CriticCheck(
+        float(np.mean(lengths)),
+        float(np.mean([ep.rewards.mean() for ep in episodes])),
+        float(np.mean([ep.terminated for ep in episodes])),
+        rows,
+    )
 
 
-def report(model: PolyGRAD, env_id: str, max_steps: int, n_episodes: int, command: str) -> str:
-    """The Markdown report of :func:`check` for the mean action and for the policy's samples."""
+def fit_critic(model: PolyGRAD, starts: np.ndarray, updates: int, seed: int = 0) -> tuple[float, float]:
+    """
+    Train the model's critic alone for ``updates`` of training's imagine-then-update steps: imagination, its
+    adaptation and the actor-critic step run as in ``PolyGRAD.train``, with the actor's rate at 0 (the rate the RL Zoo
+    loads a model with to run it), so that only the critic and its target move, at the model's
+    ``critic_learning_rate``.
+
+    :param model: a trained PolyGRAD (changed in place)
+    :param starts: raw states to start imagination from, drawn uniformly with replacement, shape (N, O)
+    :param updates: how many steps
+    :param seed: seed of the draws and of imagination
+    :return: the mean reward per step and termination rate of the imagined trajectories, as training logs them
+    """
+    model.learning_rate = 0.0
+    model._setup_lr_schedule()
+    model.set_logger(configure(None, [""]))  # the steps log as in training; nothing is written
+    update_learning_rate(model.critic.optimizer, model.critic_learning_rate)
+    generator = th.Generator(device=model.device).manual_seed(seed)
+    states = th.as_tensor(starts, device=model.device)
+    rewards, dones = [], []
+    model.policy.set_training_mode(True)
+    for _ in tqdm(range(updates), desc="critic updates"):
+        index = th.randint(len(states), (model.imagination_batch_size,), generator=generator, device=model.device)
+        trajectory = model.imagine(states[index], generator)
+        model._record_imagination(trajectory)
+        model._train_actor_critic(trajectory)
+        rewards.append(model.logger.name_to_value["imagination/reward_mean"])
+        dones.append(model.logger.name_to_value["imagination/done_rate"])
+    model.policy.set_training_mode(False)
+    return float(np.mean(rewards)), float(np.mean(dones))
+
+
+def _table(before: CriticCheck, after: CriticCheck | None) -> list[str]:
+    if after is None:
+        return [
+            "| step | V | G | V / G | tail |",
+            "|---:|---:|---:|---:|---:|",
+            *[f"| {t:,} | {v:.3g} | {g:.3g} | {v / g:.2f} | {w:.2f} |" for t, v, g, w in before.rows],
+        ]
+    return [
+        "| step | V | G | V / G | V after | V after / G | tail |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *[
+            f"| {t:,} | {v:.3g} | {g:.3g} | {v / g:.2f} | {v_after:.3g} | {v_after / g:.2f} | {w:.2f} |"
+            for (t, v, g, w), (_, v_after, _, _) in zip(before.rows, after.rows, strict=True)
+        ],
+    ]
+
+
+def report(model: PolyGRAD, env_id: str, max_steps: int, n_episodes: int, command: str, critic_updates: int = 0) -> str:
+    """
+    The Markdown report of :func:`check` for the mean action and for the policy's samples, and with
+    ``critic_updates`` > 0 the values after :func:`fit_critic` on the states of the sampled episodes.
+    """
+    policies = ((True, "mean action (as evaluated)"), (False, "sampled actions (as imagined)"))
+    episodes = {
+        deterministic: run_episodes(model, env_id, max_steps, deterministic, n_episodes) for deterministic, _ in policies
+    }
+    before = {deterministic: check(model, found) for deterministic, found in episodes.items()}
     lines = [
         f"# Critic check on {env_id}",
         "",
@@ -119,17 +204,28 @@ def report(model: PolyGRAD, env_id: str, max_steps: int, n_episodes: int, comman
         "cut off from G (0 when it terminated).",
         "",
     ]
-    for deterministic, name in ((True, "mean action (as evaluated)"), (False, "sampled actions (as imagined)")):
-        found = check(model, env_id, max_steps, deterministic, n_episodes)
+    after: dict[bool, CriticCheck | None] = dict.fromkeys(before)
+    if critic_updates > 0:
+        starts = np.concatenate([ep.states for ep in episodes[False]])
+        reward, done = fit_critic(model, starts, critic_updates)
+        after = {deterministic: check(model, found) for deterministic, found in episodes.items()}
+        lines += [
+            f"V after: the critic's value of the same states after {critic_updates:,} more actor-critic steps of "
+            f"training with the actor held still (critic learning rate {model.critic_learning_rate:g}), on "
+            f"trajectories imagined from the {len(starts):,} states of the "
+            f"sampled episodes; those trajectories earned {reward:.3f} reward per step and ended at {done:.2%} of "
+            "their steps.",
+            "",
+        ]
+    for deterministic, name in policies:
+        found = before[deterministic]
         lines += [
             f"## Policy: {name}",
             "",
             f"Episode length {found.length:,.0f}, reward per step {found.reward_per_step:.3f}, terminated "
             f"{found.terminated:.0%}.",
             "",
-            "| step | V | G | V / G | tail |",
-            "|---:|---:|---:|---:|---:|",
-            *[f"| {t:,} | {v:.3g} | {g:.3g} | {v / g:.2f} | {w:.2f} |" for t, v, g, w in found.rows],
+            *_table(found, after[deterministic]),
             "",
         ]
     return "\n".join(lines)
@@ -142,14 +238,26 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="the results file is critic_check_<name>.md")
     parser.add_argument("--max-steps", type=int, default=3000, help="time limit of the checked episodes")
     parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument(
+        "--critic-updates", type=int, default=0, help="then train the critic alone this many steps and check again"
+    )
+    parser.add_argument("--critic-learning-rate", type=float, default=None, help="for those steps (default: the model's own)")
     args = parser.parse_args()
-    if args.max_steps < 1 or args.episodes < 1:
-        parser.error("--max-steps and --episodes must be at least 1")
+    if args.max_steps < 1 or args.episodes < 1 or args.critic_updates < 0:
+        parser.error("--max-steps and --episodes must be at least 1, --critic-updates at least 0")
+    if args.critic_learning_rate is not None and not args.critic_learning_rate > 0:
+        parser.error("--critic-learning-rate must be positive")
     th.set_num_threads(1)
-    model = PolyGRAD.load(args.model, device="cpu")
+    th.manual_seed(0)  # the sampled episodes' actions
+    model = PolyGRAD.load(args.model, env=gym.make(args.env), device="cpu")  # imagination may need the env's rule
     options = ["--env", args.env, "--name", args.name, "--max-steps", str(args.max_steps), "--episodes", str(args.episodes)]
+    if args.critic_updates:
+        options += ["--critic-updates", str(args.critic_updates)]
+    if args.critic_learning_rate is not None:
+        options += ["--critic-learning-rate", str(args.critic_learning_rate)]
+        model.critic_learning_rate = args.critic_learning_rate
     command = shlex.join(["python", "-m", "benchmarks.critic_check", "--model", str(args.model), *options])
-    text = report(model, args.env, args.max_steps, args.episodes, command)
+    text = report(model, args.env, args.max_steps, args.episodes, command, args.critic_updates)
     (RESULTS / f"critic_check_{args.name}.md").write_text(text + "\n")
     print(text)
 

@@ -342,7 +342,8 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, reward_scale=0.5, **tiny_kwargs)
     model.learn(200)
-    found = critic_check.check(model, "InvertedPendulum-v4", max_steps=120, deterministic=True, n_episodes=1)
+    episodes = critic_check.run_episodes(model, "InvertedPendulum-v4", max_steps=120, deterministic=True, n_episodes=1)
+    found = critic_check.check(model, episodes)
     length = int(found.length)
     assert found.reward_per_step == 1.0  # InvertedPendulum pays 1 per step alive
     t, value, ret, tail = found.rows[0]
@@ -365,6 +366,48 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
     monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "0"])
     with pytest.raises(SystemExit):
         critic_check.main()
+    for bad in (["--critic-updates", "-1"], ["--critic-learning-rate", "0"]):
+        monkeypatch.setattr(sys, "argv", [*argv, *bad])
+        with pytest.raises(SystemExit):
+            critic_check.main()
+
+
+def test_critic_check_can_train_the_critic_alone_and_check_it_again(tiny_kwargs, tmp_path, monkeypatch):
+    import sys
+
+    import torch as th
+
+    from benchmarks import critic_check
+    from sb3_polygrad import PolyGRAD
+
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, **tiny_kwargs)
+    model.learn(200)
+    episodes = critic_check.run_episodes(model, "InvertedPendulum-v4", max_steps=60, deterministic=False, n_episodes=1)
+    starts = episodes[0].states
+    actor = [p.detach().clone() for p in model.actor.parameters()]
+    critic, target = ([p.detach().clone() for p in net.parameters()] for net in (model.critic, model.critic_target))
+    values = model.policy.predict_values(th.as_tensor(starts)).detach()
+    model.critic_learning_rate = 0.01
+    reward, done = critic_check.fit_critic(model, starts, updates=3)
+    assert model.critic.optimizer.param_groups[0]["lr"] == 0.01  # the model's critic rate, as train() sets it
+    # Only the critic and its target moved; the actor, whose rate is 0, did not.
+    for before, now in zip(actor, model.actor.parameters(), strict=True):
+        th.testing.assert_close(now, before, rtol=0.0, atol=0.0)
+    assert all(not th.equal(b, n) for b, n in zip(critic, model.critic.parameters(), strict=True))
+    assert any(not th.equal(b, n) for b, n in zip(target, model.critic_target.parameters(), strict=True))
+    assert not th.allclose(model.policy.predict_values(th.as_tensor(starts)), values)
+    assert reward > 0.0 and 0.0 <= done <= 1.0  # InvertedPendulum pays 1 per step alive, in raw units
+
+    model.save(tmp_path / "model.zip")
+    monkeypatch.setattr(critic_check, "RESULTS", tmp_path)
+    argv = ["critic_check", "--model", str(tmp_path / "model.zip"), "--env", "InvertedPendulum-v4", "--name", "ip"]
+    options = ["--max-steps", "50", "--episodes", "1", "--critic-updates", "2", "--critic-learning-rate", "0.002"]
+    monkeypatch.setattr(sys, "argv", [*argv, *options])
+    critic_check.main()
+    text = (tmp_path / "critic_check_ip.md").read_text()
+    assert "--critic-updates 2 --critic-learning-rate 0.002" in text and "after 2 more actor-critic steps" in text
+    assert "(critic learning rate 0.002)" in text
+    assert "| step | V | G | V / G | V after | V after / G | tail |" in text
 
 
 def test_the_expected_clipped_action_is_the_mean_of_the_clipped_samples():

@@ -94,6 +94,10 @@ def test_env_rule_survives_save_and_load(tiny_kwargs, tmp_path):
     loaded = PolyGRAD.load(tmp_path / "model", env=make_vec_env("Hopper-v4", n_envs=1))
     assert loaded.imagined_terminations == "env_rule"
     assert loaded._termination_rule == model._termination_rule is not None
+    # Without an env the rule is unknown: imagining says so rather than failing inside.
+    obs0 = th.as_tensor(gym.make("Hopper-v4").reset(seed=0)[0][None], dtype=th.float32)
+    with pytest.raises(RuntimeError, match=r"load it with env=\.\.\. or call set_env"):
+        PolyGRAD.load(tmp_path / "model").imagine(obs0)
 
 
 @pytest.mark.parametrize("imagination", ["closed_loop", "simulator"])

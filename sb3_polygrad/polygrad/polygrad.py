@@ -619,7 +619,11 @@ class PolyGRAD(OffPolicyAlgorithm):
         """``trajectory`` with the terminal flags ``imagined_terminations`` names."""
         if self.imagined_terminations == "world_model":
             return trajectory
-        assert self._termination_rule is not None  # built with the env, which env_rule requires
+        if self._termination_rule is None:  # _setup_model and set_env refuse a task without a rule: no env here
+            raise RuntimeError(
+                "imagined_terminations='env_rule' reads the task's termination rule off its env, and this model has "
+                "none: load it with env=... or call set_env(env) first"
+            )
         return replace(trajectory, dones=self._termination_rule.trajectory_dones(trajectory.observations))
 
     def imagine(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
