@@ -141,7 +141,7 @@ def fit_critic(model: PolyGRAD, starts: np.ndarray, updates: int, seed: int = 0)
     Train the model's critic alone for ``updates`` of training's imagine-then-update steps: imagination, its
     adaptation and the actor-critic step run as in ``PolyGRAD.train``, with the actor's rate at 0 (the rate the RL Zoo
     loads a model with to run it), so that only the critic and its target move, at the model's
-    ``critic_learning_rate``.
+    ``critic_learning_rate`` and ``tau``.
 
     :param model: a trained PolyGRAD (changed in place)
     :param starts: raw states to start imagination from, drawn uniformly with replacement, shape (N, O)
@@ -211,7 +211,7 @@ def report(model: PolyGRAD, env_id: str, max_steps: int, n_episodes: int, comman
         after = {deterministic: check(model, found) for deterministic, found in episodes.items()}
         lines += [
             f"V after: the critic's value of the same states after {critic_updates:,} more actor-critic steps of "
-            f"training with the actor held still (critic learning rate {model.critic_learning_rate:g}), on "
+            f"training with the actor held still (critic learning rate {model.critic_learning_rate:g}, tau {model.tau:g}), on "
             f"trajectories imagined from the {len(starts):,} states of the "
             f"sampled episodes; those trajectories earned {reward:.3f} reward per step and ended at {done:.2%} of "
             "their steps.",
@@ -242,11 +242,14 @@ def main() -> None:
         "--critic-updates", type=int, default=0, help="then train the critic alone this many steps and check again"
     )
     parser.add_argument("--critic-learning-rate", type=float, default=None, help="for those steps (default: the model's own)")
+    parser.add_argument("--tau", type=float, default=None, help="for those steps (default: the model's own)")
     args = parser.parse_args()
     if args.max_steps < 1 or args.episodes < 1 or args.critic_updates < 0:
         parser.error("--max-steps and --episodes must be at least 1, --critic-updates at least 0")
     if args.critic_learning_rate is not None and not args.critic_learning_rate > 0:
         parser.error("--critic-learning-rate must be positive")
+    if args.tau is not None and not 0 < args.tau <= 1:
+        parser.error("--tau must be in (0, 1]")
     th.set_num_threads(1)
     th.manual_seed(0)  # the sampled episodes' actions
     model = PolyGRAD.load(args.model, env=gym.make(args.env), device="cpu")  # imagination may need the env's rule
@@ -256,6 +259,9 @@ def main() -> None:
     if args.critic_learning_rate is not None:
         options += ["--critic-learning-rate", str(args.critic_learning_rate)]
         model.critic_learning_rate = args.critic_learning_rate
+    if args.tau is not None:
+        options += ["--tau", str(args.tau)]
+        model.tau = args.tau
     command = shlex.join(["python", "-m", "benchmarks.critic_check", "--model", str(args.model), *options])
     text = report(model, args.env, args.max_steps, args.episodes, command, args.critic_updates)
     (RESULTS / f"critic_check_{args.name}.md").write_text(text + "\n")

@@ -366,7 +366,7 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
     monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "0"])
     with pytest.raises(SystemExit):
         critic_check.main()
-    for bad in (["--critic-updates", "-1"], ["--critic-learning-rate", "0"]):
+    for bad in (["--critic-updates", "-1"], ["--critic-learning-rate", "0"], ["--tau", "1.5"]):
         monkeypatch.setattr(sys, "argv", [*argv, *bad])
         with pytest.raises(SystemExit):
             critic_check.main()
@@ -402,11 +402,12 @@ def test_critic_check_can_train_the_critic_alone_and_check_it_again(tiny_kwargs,
     monkeypatch.setattr(critic_check, "RESULTS", tmp_path)
     argv = ["critic_check", "--model", str(tmp_path / "model.zip"), "--env", "InvertedPendulum-v4", "--name", "ip"]
     options = ["--max-steps", "50", "--episodes", "1", "--critic-updates", "2", "--critic-learning-rate", "0.002"]
+    options += ["--tau", "0.5"]
     monkeypatch.setattr(sys, "argv", [*argv, *options])
     critic_check.main()
     text = (tmp_path / "critic_check_ip.md").read_text()
-    assert "--critic-updates 2 --critic-learning-rate 0.002" in text and "after 2 more actor-critic steps" in text
-    assert "(critic learning rate 0.002)" in text
+    assert "--critic-updates 2 --critic-learning-rate 0.002 --tau 0.5" in text
+    assert "after 2 more actor-critic steps" in text and "(critic learning rate 0.002, tau 0.5)" in text
     assert "| step | V | G | V / G | V after | V after / G | tail |" in text
 
 
