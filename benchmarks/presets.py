@@ -165,7 +165,10 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
     # started at an action std of 0.3 or 0.5, or with its std moved from 1.0 to 0.3 over the budget (at 45k env steps
     # the mean action of rule seeds 1 and 2, which the evaluations use, fell after 90 and 174 steps, their sampled
     # actions after 2,951 and 500: a gait that relies on its noise), and that schedule on simulator rollouts (its seed 1
-    # hopped at 70k env steps and fell to 158 at 100k on imagination: the learner's doing, or imagination's?).
+    # hopped at 70k env steps and fell to 158 at 100k on imagination: the learner's doing, or imagination's?), and that
+    # schedule with a critic target 10x as fast again (at seed 1's 90k checkpoint the critic valued its falling policy
+    # at 5.5x its returns; 1,250 critic-only steps, an evaluation interval's, brought it to 5.0x at tau 0.02, 4.8x at
+    # 10x the critic's rate and 1.4x at tau 0.2: benchmarks/critic_check.py --critic-updates).
     "hopper-100k": locomotion_100k(
         EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0),
         {
@@ -194,6 +197,7 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
             },
             "tau0.02-starts5k-rule-std1to0.3": SCHEDULED_STD_LEARNER,
             "tau0.02-starts5k-rule-std1to0.3-simulator": {**SCHEDULED_STD_LEARNER, "imagination": "simulator"},
+            "tau0.2-starts5k-rule-std1to0.3": {**SCHEDULED_STD_LEARNER, "tau": 0.2},
         },
     ),
     # Walker2d's entry takes Hopper's discount and reward scale (it too ends an episode on a fall): against the paper's,
