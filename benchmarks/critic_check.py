@@ -169,20 +169,17 @@ def fit_critic(model: PolyGRAD, starts: np.ndarray, updates: int, seed: int = 0)
 
 
 def _table(before: CriticCheck, after: CriticCheck | None) -> list[str]:
-    if after is None:
-        return [
-            "| step | V | G | V / G | tail |",
-            "|---:|---:|---:|---:|---:|",
-            *[f"| {t:,} | {v:.3g} | {g:.3g} | {v / g:.2f} | {w:.2f} |" for t, v, g, w in before.rows],
-        ]
-    return [
-        "| step | V | G | V / G | V after | V after / G | tail |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        *[
-            f"| {t:,} | {v:.3g} | {g:.3g} | {v / g:.2f} | {v_after:.3g} | {v_after / g:.2f} | {w:.2f} |"
-            for (t, v, g, w), (_, v_after, _, _) in zip(before.rows, after.rows, strict=True)
-        ],
-    ]
+    """The rows of one policy's table; with ``after``, its values beside the first."""
+    extra = ["V after", "V after / G"] if after is not None else []
+    header = ["step", "V", "G", "V / G", *extra, "tail"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for i, (t, v, g, w) in enumerate(before.rows):
+        cells = [f"{t:,}", f"{v:.3g}", f"{g:.3g}", f"{v / g:.2f}"]
+        if after is not None:
+            v_after = after.rows[i][1]
+            cells += [f"{v_after:.3g}", f"{v_after / g:.2f}"]
+        lines.append("| " + " | ".join([*cells, f"{w:.2f}"]) + " |")
+    return lines
 
 
 def report(model: PolyGRAD, env_id: str, max_steps: int, n_episodes: int, command: str, critic_updates: int = 0) -> str:
