@@ -38,10 +38,23 @@ class Preset:
     hyperparam_overrides: dict[str, Any] = field(default_factory=dict)  # merged into each algorithm's zoo entry
     # PolyGRAD variants run beside the algorithms, as algorithm "polygrad[<label>]": label -> further overrides
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the variants drawn beside the algorithms in the report's main curves (None: all); with a subset, the report draws
+    # every variant in a figure of its own
+    plotted_variants: tuple[str, ...] | None = None
 
     def job_algos(self) -> tuple[str, ...]:
         """The preset's algorithms, then one ``polygrad[<label>]`` per variant."""
         return self.algos + tuple(f"polygrad[{label}]" for label in self.variants)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.plotted_variants or ()) - set(self.variants)
+        if unknown:
+            raise ValueError(f"plotted_variants {sorted(unknown)} are not variants of the preset ({sorted(self.variants)})")
+
+    def plotted_algos(self) -> tuple[str, ...]:
+        """The algorithms of the report's main curves: the preset's, then its plotted variants."""
+        labels = self.variants if self.plotted_variants is None else self.plotted_variants
+        return self.algos + tuple(f"polygrad[{label}]" for label in labels)
 
     def variant_overrides(self, algo: str) -> dict[str, Any]:
         """The overrides of ``algo``'s variant (none for a plain algorithm); a ValueError for a label the preset lacks."""
@@ -114,20 +127,25 @@ IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
 PAPER_DISCOUNT = {key: inspect.signature(PolyGRAD).parameters[key].default for key in ("gamma", "reward_scale")}
 # The Hopper CPU entry's: the discount of the zoo's PPO Hopper entry, with the imagined rewards scaled for the critic.
 HOPPER_DISCOUNT = {"gamma": 0.999, "reward_scale": 0.1}
-# The learner that hopped on Hopper with its mean action (hopper-100k's std1to0.3): a critic target 4x as fast,
-# imagination from the newest 5k env steps, the task's own termination rule, and an action std moved from 1 to 0.3.
-SCHEDULED_STD_LEARNER: dict[str, Any] = {
-    "tau": 0.02,
-    "imagination_start_window": 5_000,
-    "imagined_terminations": "env_rule",
-    "action_std_schedule": (1.0, 0.3),
+# The Hopper CPU entry's first learner, before it took this package's learner extensions: the critic target's speed,
+# imagination's start states, terminal flags and action std of the constructor defaults (the paper's). hopper-100k's
+# variants labelled entry1-* are overrides of it, so that each label's command still reproduces its runs.
+ENTRY1_LEARNER: dict[str, Any] = {
+    key: inspect.signature(PolyGRAD).parameters[key].default
+    for key in ("tau", "imagination_start_window", "imagined_terminations", "action_std_schedule")
 }
+
+
+def entry1(**overrides: Any) -> dict[str, Any]:
+    """The overrides of a variant of the Hopper CPU entry's first learner (see :data:`ENTRY1_LEARNER`)."""
+    return {**ENTRY1_LEARNER, **overrides}
 
 
 def locomotion_100k(setting: EnvSetting, variants: dict[str, dict[str, Any]] | None = None) -> Preset:
     """
     One of the paper's tasks at CPU scale: PolyGRAD's CPU entry, PPO and SAC, and the simulator-imagination diagnostic
-    (the same learner on MuJoCo rollouts from the same start states).
+    (the same learner on MuJoCo rollouts from the same start states), the report's main curves; the further variants
+    are drawn in a figure of their own.
 
     :param setting: the task, its budget and evaluation cadence
     :param variants: further PolyGRAD variants of the task (label -> overrides of its CPU entry)
@@ -137,6 +155,7 @@ def locomotion_100k(setting: EnvSetting, variants: dict[str, dict[str, Any]] | N
         algos=("polygrad", "ppo", "sac"),
         polygrad_entries="cpu",
         variants={"simulator": {"imagination": "simulator"}, **(variants or {})},
+        plotted_variants=("simulator",),
     )
 
 
@@ -151,66 +170,55 @@ BENCHMARK_PRESETS: dict[str, Preset] = {
     ),
     # The paper's locomotion tasks at 100k env steps: PolyGRAD's CPU-sized entry (polygrad_cpu.yml) against PPO and SAC,
     # and the same learner given simulator rollouts instead of imagination, a diagnostic (run it on seeds 0 and 1).
-    # Hopper's variants are its learner's history: the entry with the paper's discount (its simulator diagnostic and the
-    # learner's two levers, each alone: twice the imagine-then-update rounds per training call, and actor steps three
-    # times as large), the zoo's discount without the reward scale, the entry's policy starting from an action std
-    # of 0.3 instead of 1 (the zoo's PPO Hopper entry starts from 0.14), and its critic's target moving 4x as fast
-    # (benchmarks/critic_check.py found the critic at 0.40x the returns of a standing policy at 55k env steps), alone,
-    # on simulator rollouts, and with actor steps three times as large (with a critic that keeps up, can the actor move
-    # on from standing sooner?), and with imagination started only from the newest 5k env steps (at a standing
-    # checkpoint, the start states of the first 20k env steps, a quarter of the buffer, gave 91% of the squared
-    # advantages: the actor learnt mostly at states its policy no longer visits), and with the task's own termination rule
-    # on the imagined states besides (starts5k hopped at 50k-65k, then fell, its critic overvaluing the falling policy
-    # while imagination flagged 5% of trajectories as ending where the simulator ended 10%), and that with its policy
-    # started at an action std of 0.3 or 0.5, or with its std moved from 1.0 to 0.3 over the budget (at 45k env steps
-    # the mean action of rule seeds 1 and 2, which the evaluations use, fell after 90 and 174 steps, their sampled
-    # actions after 2,951 and 500: a gait that relies on its noise), and that schedule on simulator rollouts (its seed 1
-    # hopped at 70k env steps and fell to 158 at 100k on imagination: the learner's doing, or imagination's?), and that
-    # schedule with a critic target 10x as fast again (at seed 1's 90k checkpoint the critic valued its falling policy
-    # at 5.5x its returns; 1,250 critic-only steps, an evaluation interval's, brought it to 5.0x at tau 0.02, 4.8x at
-    # 10x the critic's rate and 1.4x at tau 0.2: benchmarks/critic_check.py --critic-updates).
+    # Hopper's entry1-* variants are its learner's history (docs/results.md): the first entry (a critic target moving
+    # at tau 0.005, imagination from the whole buffer, the world model's terminal flags, a learnt action std), with the
+    # paper's discount (its simulator diagnostic and the learner's two levers, each alone: twice the imagine-then-update
+    # rounds per training call, and actor steps three times as large), the zoo's discount without the reward scale, a
+    # policy starting from an action std of 0.3 instead of 1 (the zoo's PPO Hopper entry starts from 0.14), and its
+    # critic's target moving 4x as fast (benchmarks/critic_check.py found the critic at 0.40x the returns of a standing
+    # policy at 55k env steps), alone, on simulator rollouts, and with actor steps three times as large, and with
+    # imagination started only from the newest 5k env steps (at a standing checkpoint, the start states of the first
+    # 20k env steps, a quarter of the buffer, gave 91% of the squared advantages: the actor learnt mostly at states its
+    # policy no longer visits), and with the task's own termination rule on the imagined states besides (starts5k
+    # hopped at 50k-65k, then fell, its critic overvaluing the falling policy while imagination flagged 5% of
+    # trajectories as ending where the simulator ended 10%), and that with its policy started at an action std of 0.3
+    # or 0.5. The entry itself then moves its std from 1.0 to 0.3 over the budget (at 45k env steps the mean action of
+    # the rule's seeds 1 and 2, which the evaluations use, fell after 90 and 174 steps, their sampled actions after
+    # 2,951 and 500: a gait that relies on its noise). tau0.2 is the entry with a critic target 10x as fast again (at
+    # seed 1's 90k checkpoint the critic valued its falling policy at 5.5x its returns; 1,250 critic-only steps, an
+    # evaluation interval's, brought it to 5.0x at tau 0.02, 4.8x at 10x the critic's rate and 1.4x at tau 0.2:
+    # benchmarks/critic_check.py --critic-updates).
     "hopper-100k": locomotion_100k(
         EnvSetting("Hopper-v4", 100_000, 5_000, 1_000.0),
         {
-            "gamma0.99": PAPER_DISCOUNT,
-            "gamma0.99-simulator": {**PAPER_DISCOUNT, "imagination": "simulator"},
-            "gamma0.99-updates2": {**PAPER_DISCOUNT, "agent_gradient_steps": 2},
-            "gamma0.99-step0.03": {**PAPER_DISCOUNT, "target_policy_update": 0.03},
-            "rs1": {"reward_scale": 1.0},
-            "std0.3": {"policy_kwargs": {"init_std": 0.3}},
-            "tau0.02": {"tau": 0.02},
-            "tau0.02-simulator": {"tau": 0.02, "imagination": "simulator"},
-            "tau0.02-step0.03": {"tau": 0.02, "target_policy_update": 0.03},
-            "tau0.02-starts5k": {"tau": 0.02, "imagination_start_window": 5_000},
-            "tau0.02-starts5k-rule": {"tau": 0.02, "imagination_start_window": 5_000, "imagined_terminations": "env_rule"},
-            "tau0.02-starts5k-rule-std0.3": {
-                "tau": 0.02,
-                "imagination_start_window": 5_000,
-                "imagined_terminations": "env_rule",
-                "policy_kwargs": {"init_std": 0.3},
-            },
-            "tau0.02-starts5k-rule-std0.5": {
-                "tau": 0.02,
-                "imagination_start_window": 5_000,
-                "imagined_terminations": "env_rule",
-                "policy_kwargs": {"init_std": 0.5},
-            },
-            "tau0.02-starts5k-rule-std1to0.3": SCHEDULED_STD_LEARNER,
-            "tau0.02-starts5k-rule-std1to0.3-simulator": {**SCHEDULED_STD_LEARNER, "imagination": "simulator"},
-            "tau0.2-starts5k-rule-std1to0.3": {**SCHEDULED_STD_LEARNER, "tau": 0.2},
+            "tau0.2": {"tau": 0.2},
+            "entry1": ENTRY1_LEARNER,
+            "entry1-simulator": entry1(imagination="simulator"),
+            "entry1-gamma0.99": entry1(**PAPER_DISCOUNT),
+            "entry1-gamma0.99-simulator": entry1(**PAPER_DISCOUNT, imagination="simulator"),
+            "entry1-gamma0.99-updates2": entry1(**PAPER_DISCOUNT, agent_gradient_steps=2),
+            "entry1-gamma0.99-step0.03": entry1(**PAPER_DISCOUNT, target_policy_update=0.03),
+            "entry1-rs1": entry1(reward_scale=1.0),
+            "entry1-std0.3": entry1(policy_kwargs={"init_std": 0.3}),
+            "entry1-tau0.02": entry1(tau=0.02),
+            "entry1-tau0.02-simulator": entry1(tau=0.02, imagination="simulator"),
+            "entry1-tau0.02-step0.03": entry1(tau=0.02, target_policy_update=0.03),
+            "entry1-tau0.02-starts5k": entry1(tau=0.02, imagination_start_window=5_000),
+            "entry1-tau0.02-starts5k-rule": entry1(tau=0.02, imagination_start_window=5_000, imagined_terminations="env_rule"),
+            "entry1-tau0.02-starts5k-rule-std0.3": entry1(
+                tau=0.02, imagination_start_window=5_000, imagined_terminations="env_rule", policy_kwargs={"init_std": 0.3}
+            ),
+            "entry1-tau0.02-starts5k-rule-std0.5": entry1(
+                tau=0.02, imagination_start_window=5_000, imagined_terminations="env_rule", policy_kwargs={"init_std": 0.5}
+            ),
         },
     ),
-    # Walker2d's entry takes Hopper's discount and reward scale (it too ends an episode on a fall): against the paper's,
-    # and with the learner that hopped on Hopper.
-    "walker2d-100k": locomotion_100k(
-        EnvSetting("Walker2d-v4", 100_000, 5_000, 1_000.0),
-        {"gamma0.99": PAPER_DISCOUNT, "tau0.02-starts5k-rule-std1to0.3": SCHEDULED_STD_LEARNER},
-    ),
-    # HalfCheetah never terminates, so its entry keeps the paper's discount: against Hopper's discount, and with the
-    # learner that hopped on Hopper (its termination rule never ends an imagined trajectory here).
+    # Walker2d's entry takes Hopper's learner with its discount and reward scale (it too ends an episode on a fall):
+    # against the paper's discount.
+    "walker2d-100k": locomotion_100k(EnvSetting("Walker2d-v4", 100_000, 5_000, 1_000.0), {"gamma0.99": PAPER_DISCOUNT}),
+    # HalfCheetah never terminates, so its entry keeps the paper's discount: against Hopper's.
     "halfcheetah-100k": locomotion_100k(
-        EnvSetting("HalfCheetah-v4", 100_000, 5_000, 1_500.0),
-        {"gamma0.999-rs0.1": HOPPER_DISCOUNT, "tau0.02-starts5k-rule-std1to0.3": SCHEDULED_STD_LEARNER},
+        EnvSetting("HalfCheetah-v4", 100_000, 5_000, 1_500.0), {"gamma0.999-rs0.1": HOPPER_DISCOUNT}
     ),
     # The paper's tasks and budgets: GPU-sized.
     "paper": Preset(

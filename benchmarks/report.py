@@ -5,7 +5,8 @@ figures, and the evaluations so far of the jobs that have not finished (running,
 
     python -m benchmarks.report --preset quick
 
-Writes ``benchmarks/results/<preset>/{curves.png, curves_wallclock.png, table.md}``.
+Writes ``benchmarks/results/<preset>/{curves.png, curves_wallclock.png, table.md}``, and ``curves_variants.png`` with
+every variant where the main curves draw only some (``Preset.plotted_variants``).
 """
 
 import argparse
@@ -76,34 +77,59 @@ def mean_return_from(points: list[tuple[int, float, float]], start: int) -> floa
     return float(np.mean([ret for steps, ret, _ in points if steps >= start]))
 
 
-def plot(curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path) -> None:
+# Each base algorithm keeps its colour in every figure (tab10's blue, orange, green and red); the variants take tab10's
+# other six colours, then their light shades from tab20.
+BASE_COLOURS = {"polygrad": 0, "ppo": 1, "sac": 2, "trpo": 3}
+
+
+def plot(
+    curves: Curves, preset: Preset, x_index: int, xlabel: str, out: Path, algos: Iterable[str] | None = None
+) -> list[str]:
+    """
+    Learning curves, one panel per env: each algorithm's mean over seeds, with the seeds' range shaded.
+
+    :param curves: the evaluations, from :func:`load`
+    :param preset: the preset they belong to (its envs, thresholds and variant labels)
+    :param x_index: the x axis: 0 for env steps, 2 for training wall-clock
+    :param xlabel: the x axis' label
+    :param out: the PNG to write
+    :param algos: the algorithms to draw (default: every one in ``curves``)
+    :return: the algorithms drawn, in the legend's order
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     settings = preset.envs
+    drawn = {algo: seeds for algo, seeds in sorted(curves.items()) if algos is None or algo[0] in set(algos)}
+    variants = sorted({algo for algo, _ in drawn if algo not in BASE_COLOURS})
+    tab10, tab20 = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20"]
+    palette = [tab10(i) for i in range(4, 10)] + [tab20(i) for i in range(9, 20, 2)]
+    colours = {algo: tab10(i) for algo, i in BASE_COLOURS.items()}
+    colours.update({algo: palette[i % len(palette)] for i, algo in enumerate(variants)})
     # The legend goes under the axes, where it hides no curve: the figure grows by a line per algorithm.
-    n_algos = len({algo for algo, _ in curves})
+    n_algos = len({algo for algo, _ in drawn})
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4 + 0.2 * n_algos), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
-        for (algo, env), seeds in sorted(curves.items()):
+        for (algo, env), seeds in drawn.items():
             if env != setting.env_id:
                 continue
             runs = [sorted(points) for points in seeds.values()]
             n = min(len(r) for r in runs)  # seeds share the evaluation grid; cut to the shortest
             xs = np.mean([[p[x_index] for p in r[:n]] for r in runs], axis=0)
             ys = np.array([[p[1] for p in r[:n]] for r in runs])
-            style = dict(lw=2 if algo == "polygrad" else 1.2, ls="--" if "[" in algo else "-")
+            style = dict(lw=2 if algo == "polygrad" else 1.2, ls="--" if "[" in algo else "-", color=colours[algo])
             seed_count = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
             ax.plot(xs, ys.mean(axis=0), label=f"{label(preset, algo)} ({seed_count})", **style)
-            ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.2)
+            ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.15, color=colours[algo])
         ax.axhline(setting.threshold, color="grey", ls=":", lw=1)
         ax.set(title=setting.env_id, xlabel=xlabel, ylabel="deterministic eval return")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return list(dict.fromkeys(algo for algo, _ in drawn))
 
 
 def mean_std_text(values: list[float]) -> str:
@@ -281,6 +307,8 @@ def ratio_text(polygrad_steps: float | None, baseline_steps: float) -> str:
         return "PolyGRAD did not reach it"
     if np.isinf(baseline_steps):
         return "baseline did not reach it"
+    if polygrad_steps == 0:  # the untrained policy's first evaluation reached it: no ratio to give
+        return "both at the start" if baseline_steps == 0 else "PolyGRAD at the start"
     return f"{baseline_steps / polygrad_steps:.2f}x"
 
 
@@ -291,8 +319,11 @@ def main() -> None:
     folder = RESULTS / args.preset
     preset = PRESETS[args.preset]
     curves = load(folder / f"{args.preset}.csv")
-    plot(curves, preset, 0, "env steps", folder / "curves.png")
-    plot(curves, preset, 2, "training wall-clock (s)", folder / "curves_wallclock.png")
+    plotted = preset.plotted_algos()
+    plot(curves, preset, 0, "env steps", folder / "curves.png", plotted)
+    plot(curves, preset, 2, "training wall-clock (s)", folder / "curves_wallclock.png", plotted)
+    if set(plotted) != set(preset.job_algos()):
+        plot(curves, preset, 0, "env steps", folder / "curves_variants.png")
     machine = (folder / "machine.txt").read_text().strip().rstrip(".") if (folder / "machine.txt").exists() else "unknown"
     text = (
         f"# Benchmark `{args.preset}`\n\nCommand: `python -m benchmarks.run --preset {args.preset}` then "

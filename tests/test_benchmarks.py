@@ -1,4 +1,5 @@
 import csv
+import inspect
 import json
 
 import numpy as np
@@ -6,6 +7,8 @@ import pytest
 
 from benchmarks import diagnostic_presets, presets, report, run
 from benchmarks.checkpoints import JobCheckpoint
+from benchmarks.csv_rows import write_rows
+from sb3_polygrad import PolyGRAD
 
 
 def test_zoo_hyperparams_fall_back_to_the_tuned_entry_of_another_version():
@@ -43,6 +46,38 @@ def test_job_writes_its_csv_and_report_summarises(tmp_path, monkeypatch):
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
+def test_report_draws_the_plotted_variants_beside_the_algorithms_and_every_variant_apart(tmp_path, monkeypatch):
+    setting = presets.EnvSetting("Pendulum-v1", 10, 5, -1000.0)
+    variants = {"simulator": {"imagination": "simulator"}, "x": {"gamma": 0.9}}
+    preset = presets.Preset(envs=(setting,), algos=("polygrad", "ppo"), variants=variants, plotted_variants=("simulator",))
+    assert preset.plotted_algos() == ("polygrad", "ppo", "polygrad[simulator]")
+    with pytest.raises(ValueError, match=r"plotted_variants \['y'\] are not variants"):
+        presets.Preset(envs=(setting,), variants=variants, plotted_variants=("y",))
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    rows = [
+        {"algo": algo, "env": "Pendulum-v1", "seed": 0, "env_steps": steps, "eval_return": -steps, "eval_return_std": 0,
+         "wall_clock_s": steps, "diagnostics": "{}"}
+        for algo in ("polygrad", "ppo", "polygrad[simulator]", "polygrad[x]")
+        for steps in (0, 5, 10)
+    ]  # fmt: skip
+    (tmp_path / "p").mkdir()
+    write_rows(tmp_path / "p" / "p.csv", rows, run.FIELDS)
+    drawn = []
+    plot = report.plot
+    monkeypatch.setattr(report, "plot", lambda *args, **kwargs: drawn.append(plot(*args, **kwargs)))
+    for name, plotted in [("p", ("simulator",)), ("all", None)]:
+        monkeypatch.setitem(run.PRESETS, name, presets.Preset(envs=(setting,), variants=variants, plotted_variants=plotted))
+        (tmp_path / name).mkdir(exist_ok=True)
+        write_rows(tmp_path / name / f"{name}.csv", rows, run.FIELDS)
+        monkeypatch.setattr("sys.argv", ["report", "--preset", name])
+        report.main()
+    main_curves = ["polygrad", "polygrad[simulator]", "ppo"]
+    every = ["polygrad", "polygrad[simulator]", "polygrad[x]", "ppo"]
+    assert drawn == [main_curves, main_curves, every, every, every]  # the subset, its wall-clock twin, every variant
+    assert (tmp_path / "p" / "curves_variants.png").exists() and not (tmp_path / "all" / "curves_variants.png").exists()
+
+
 @pytest.mark.parametrize(
     "points, threshold, expected",
     [([(0, 1.0, 0.0), (10, 5.0, 1.0), (20, 9.0, 2.0)], 5.0, 10.0), ([(0, 1.0, 0.0)], 5.0, float("inf"))],
@@ -59,7 +94,8 @@ def test_one_seed_shows_its_mean_without_a_spread(values, expected):
 @pytest.mark.parametrize(
     "polygrad, baseline, expected",
     [(10.0, 20.0, "2.00x"), (np.inf, 20.0, "PolyGRAD did not reach it"), (10.0, np.inf, "baseline did not reach it"),
-     (np.inf, np.inf, "neither reached"), (None, 20.0, "PolyGRAD not run")],
+     (np.inf, np.inf, "neither reached"), (None, 20.0, "PolyGRAD not run"), (0.0, 20.0, "PolyGRAD at the start"),
+     (0.0, 0.0, "both at the start"), (10.0, 0.0, "0.00x")],
 )  # fmt: skip
 def test_ratio_text_says_which_side_is_missing(polygrad, baseline, expected):
     assert report.ratio_text(polygrad, baseline) == expected
@@ -141,19 +177,23 @@ def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_an
     assert preset.hyperparams("polygrad", "Hopper-v4") == cpu.hyperparams["Hopper-v4"]
     entry = cpu.hyperparams["Hopper-v4"]
     assert preset.hyperparams("polygrad[simulator]", "Hopper-v4") == {**entry, "imagination": "simulator"}
-    # the entry before it took the zoo's discount, so that each label's command still reproduces its results
-    assert preset.hyperparams("polygrad[gamma0.99]", "Hopper-v4") == {**entry, "gamma": 0.99, "reward_scale": 1.0}
+    # the entry's first learner (the constructor's defaults for the keys the entry's learner changed), so that each
+    # entry1-* label's command still reproduces its results
+    first = preset.hyperparams("polygrad[entry1]", "Hopper-v4")
+    learner_keys = {"tau", "imagination_start_window", "imagined_terminations", "action_std_schedule"}
+    assert {key for key in first if first[key] != entry.get(key)} == learner_keys
+    assert all(first[key] == inspect.signature(PolyGRAD).parameters[key].default for key in learner_keys)
+    assert preset.hyperparams("polygrad[entry1-gamma0.99]", "Hopper-v4") == {**first, "gamma": 0.99, "reward_scale": 1.0}
     assert preset.zoo_config("polygrad[simulator]") == str(hyperparams_path("cpu"))
     assert preset.hyperparams("sac", "Hopper-v4") == presets.zoo_hyperparams("sac", "Hopper-v4")
     assert preset.zoo_config("ppo").endswith("rl_zoo3/hyperparams/ppo.yml")
     assert [(env.budget, env.eval_freq) for env in preset.envs] == [(100_000, 5_000)]
 
 
-def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_against_the_other_discount_and_hoppers_learner():
+def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers_learner_against_the_other_discount():
     from sb3_polygrad.zoo import cpu
 
-    learner = "polygrad[tau0.02-starts5k-rule-std1to0.3]"
-
+    hopper = cpu.hyperparams["Hopper-v4"]
     for name, env_id, variant in [
         ("walker2d-100k", "Walker2d-v4", "gamma0.99"),
         ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1"),
@@ -161,14 +201,12 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_against_the_
         preset = presets.BENCHMARK_PRESETS[name]
         entry = cpu.hyperparams[env_id]
         assert preset.hyperparams("polygrad", env_id) == entry
-        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]", learner)
+        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]")
         # the variant is the other discount, so it must differ from the entry in it
         assert preset.hyperparams(f"polygrad[{variant}]", env_id)["gamma"] != entry["gamma"]
-        # Hopper's learner on the task's own entry: the same overrides as hopper-100k's
-        hopper = presets.BENCHMARK_PRESETS["hopper-100k"].hyperparams(learner, "Hopper-v4")
-        overrides = ("tau", "imagination_start_window", "imagined_terminations", "action_std_schedule")
-        assert {key: preset.hyperparams(learner, env_id)[key] for key in overrides} == {key: hopper[key] for key in overrides}
-        assert preset.hyperparams(learner, env_id)["gamma"] == entry["gamma"]
+        # Hopper's learner on the task's own entry
+        learner_keys = ("tau", "imagination_start_window", "imagined_terminations", "action_std_schedule")
+        assert {key: entry[key] for key in learner_keys} == {key: hopper[key] for key in learner_keys}
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
@@ -212,8 +250,6 @@ def test_consistency_ratios_skip_ended_windows_and_come_with_an_interval():
 
 
 def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
-    from sb3_polygrad import PolyGRAD
-
     overrides = {**tiny_kwargs, "n_sampling_steps": None, "state_change_clip_steps": None}
 
     def preset(budget: int) -> presets.Preset:
@@ -338,7 +374,6 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
     import torch as th
 
     from benchmarks import critic_check
-    from sb3_polygrad import PolyGRAD
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, reward_scale=0.5, **tiny_kwargs)
     model.learn(200)
@@ -378,7 +413,6 @@ def test_critic_check_can_train_the_critic_alone_and_check_it_again(tiny_kwargs,
     import torch as th
 
     from benchmarks import critic_check
-    from sb3_polygrad import PolyGRAD
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, **tiny_kwargs)
     model.learn(200)
@@ -429,7 +463,6 @@ def test_noise_check_acts_by_each_rule_and_writes_its_table(tiny_kwargs, tmp_pat
     import gymnasium as gym
 
     from benchmarks import noise_check
-    from sb3_polygrad import PolyGRAD
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs)
     model.learn(200)
@@ -471,7 +504,6 @@ def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_r
     import sys
 
     from benchmarks import advantage_sources
-    from sb3_polygrad import PolyGRAD
 
     model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
     model.learn(300)
