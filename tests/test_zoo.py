@@ -223,6 +223,18 @@ def test_continue_from_checkpoint(trained):
     assert (trained / "logs" / "polygrad" / "Hopper-v4_2" / "Hopper-v4.zip").is_file()
 
 
+def test_a_cpu_entry_trains_through_the_zoo_with_hoppers_learner(tmp_path):
+    """Walker2d's CPU entry as ``-conf sb3_polygrad.zoo.cpu`` gives it, at tiny sizes: the learner's keys reach the model."""
+    args = ["-m", "rl_zoo3.train", "--algo", "polygrad", "--env", "Walker2d-v4", "-conf", "sb3_polygrad.zoo.cpu", *QUIET]
+    run_python([*args, "-n", "300", "-params", *TINY_PARAMS], tmp_path)
+    model = PolyGRAD.load(tmp_path / "logs" / "polygrad" / "Walker2d-v4_1" / "Walker2d-v4.zip", device="cpu")
+    learner = (model.gamma, model.reward_scale, model.tau, model.imagination_start_window, model.imagined_terminations)
+    assert learner == (0.999, 0.1, 0.02, 5000, "env_rule")
+    assert model.action_std_schedule == (1.0, 0.3)  # the YAML list, kept as a tuple
+    # moved along the schedule to the end of the 300-step budget, a training call or two behind
+    assert model.actor.std().mean().item() == pytest.approx(0.31, abs=0.011)
+
+
 def test_wrapper_entry_without_the_hook(tmp_path):
     args = ["-m", "sb3_polygrad.train", "--algo", "polygrad", "--env", "Pendulum-v1", "-n", "200", *QUIET]
     run_python([*args, "-params", *TINY_PARAMS], tmp_path, {"SB3_POLYGRAD_NO_ZOO_HOOK": "1"})
