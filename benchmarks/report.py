@@ -102,7 +102,8 @@ def plot(
     import matplotlib.pyplot as plt
 
     settings = preset.envs
-    drawn = {algo: seeds for algo, seeds in sorted(curves.items()) if algos is None or algo[0] in set(algos)}
+    chosen = None if algos is None else set(algos)
+    drawn = {key: seeds for key, seeds in sorted(curves.items()) if chosen is None or key[0] in chosen}
     variants = sorted({algo for algo, _ in drawn if algo not in BASE_COLOURS})
     tab10, tab20 = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20"]
     palette = [tab10(i) for i in range(4, 10)] + [tab20(i) for i in range(9, 20, 2)]

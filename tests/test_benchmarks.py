@@ -180,7 +180,7 @@ def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_an
     # the entry's first learner (the constructor's defaults for the keys the entry's learner changed), so that each
     # entry1-* label's command still reproduces its results
     first = preset.hyperparams("polygrad[entry1]", "Hopper-v4")
-    learner_keys = {"tau", "imagination_start_window", "imagined_terminations", "action_std_schedule"}
+    learner_keys = set(presets.ENTRY1_LEARNER)
     assert {key for key in first if first[key] != entry.get(key)} == learner_keys
     assert all(first[key] == inspect.signature(PolyGRAD).parameters[key].default for key in learner_keys)
     assert preset.hyperparams("polygrad[entry1-gamma0.99]", "Hopper-v4") == {**first, "gamma": 0.99, "reward_scale": 1.0}
@@ -205,7 +205,7 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers
         # the variant is the other discount, so it must differ from the entry in it
         assert preset.hyperparams(f"polygrad[{variant}]", env_id)["gamma"] != entry["gamma"]
         # Hopper's learner on the task's own entry
-        learner_keys = ("tau", "imagination_start_window", "imagined_terminations", "action_std_schedule")
+        learner_keys = presets.ENTRY1_LEARNER
         assert {key: entry[key] for key in learner_keys} == {key: hopper[key] for key in learner_keys}
 
 
