@@ -32,6 +32,9 @@ WORLD_MODEL_FIGURES = (
     ("world_model/data_actions_state_mse_h9", "recorded actions, k = 9"),
     ("train/imagined_action_std", "action std of z"),
     ("train/imagined_action_bias", "action bias of z"),
+    ("world_model/termination_rate", "ends, flagged"),
+    ("world_model/rule_termination_rate", "ends, rule"),
+    ("world_model/true_termination_rate", "ends, simulator"),
 )
 
 
@@ -229,14 +232,20 @@ def figures_table(
 def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
     """
     PolyGRAD's world-model figures at each evaluation, mean over seeds: open-loop state MSE of imagined trajectories
-    against the same world model given the recorded actions, and the imagined actions' standardised std and bias under
-    the policy (on-policy: 1 and 0). Empty when no run logged them.
+    against the same world model given the recorded actions, the imagined actions' standardised std and bias under
+    the policy (on-policy: 1 and 0), and how often the imagined windows end (flagged by the world model, by the task's
+    rule, in the simulator). Empty when no run logged them.
     """
     heading = (
         "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
         "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
-        "logged every `world_model_eval_freq` env steps), and the standardised std and bias of the imagined actions "
-        "under the policy (on-policy: 1 and 0), the latest logged by each evaluation, mean over seeds."
+        "logged every `world_model_eval_freq` env steps); the standardised std and bias of the imagined actions "
+        "under the policy (on-policy: 1 and 0); and the share of those imagined windows that end within the window "
+        "as the world model flags it, by the task's termination rule applied to the imagined states (nan where the "
+        "rule is not known), and in the simulator given the same actions (`world_model/termination_rate`, "
+        "`world_model/rule_termination_rate`, `world_model/true_termination_rate`): the learner ends its imagined "
+        "episodes by the first or the second (`imagined_terminations`), so fewer ends than the simulator's means "
+        "imagination misses falls. The latest figures logged by each evaluation, mean over seeds."
     )
     return figures_table(diagnostics, preset, WORLD_MODEL_FIGURES, "mean (bias: mean size)", heading)
 

@@ -105,6 +105,7 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
     preset = presets.BENCHMARK_PRESETS["hopper-100k"]
     figures = {"world_model/state_mse_h9": 2.0, "world_model/data_actions_state_mse_h9": 0.5, "train/imagined_action_std": 1}
     figures["train/imagined_action_bias"] = -0.1
+    figures |= {"world_model/termination_rate": 0.02, "world_model/true_termination_rate": 0.05}
     later = {**figures, "world_model/state_mse_h9": 4.0, "train/imagined_action_bias": 0.3}
     rows = [
         # algo, seed, env steps, return, wall-clock, diagnostics
@@ -128,9 +129,10 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
     assert "| polygrad | 1 | 10 | 1000 | 600 | 800 | 50,000 |" in text and "| 800 | 8.0x |" in text
     assert "| polygrad[simulator] (diagnostic: simulator rollouts) | 1 |" in text
     world_model = report.world_model_table(report.load_diagnostics(path), preset)
-    assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | -0.1 |" in world_model
-    assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | 0.3 |" in world_model
-    assert "| mean (bias: mean size) | | nan | nan | 3 | 0.5 | 1 | 0.2 |" in world_model  # over the rows, |bias|
+    # no rule termination logged (a task whose rule is not known): nan
+    assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | -0.1 | 0.02 | nan | 0.05 |" in world_model
+    assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | 0.3 | 0.02 | nan | 0.05 |" in world_model
+    assert "| mean (bias: mean size) | | nan | nan | 3 | 0.5 | 1 | 0.2 | 0.02 | nan | 0.05 |" in world_model  # |bias|
     assert "ppo" not in world_model  # no figures logged
     # the learner's figures are a table of their own, empty for runs that did not log them
     assert report.learner_table(report.load_diagnostics(path), preset) == ""
