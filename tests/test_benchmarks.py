@@ -196,19 +196,23 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers
     from sb3_polygrad.zoo import cpu
 
     hopper = cpu.hyperparams["Hopper-v4"]
-    for name, env_id, variant in [
-        ("walker2d-100k", "Walker2d-v4", "gamma0.99"),
-        ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1"),
+    for name, env_id, variant, others in [
+        ("walker2d-100k", "Walker2d-v4", "gamma0.99", ()),
+        ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1", ("polygrad[std0.3to0.1]",)),
     ]:
         preset = presets.BENCHMARK_PRESETS[name]
         entry = cpu.hyperparams[env_id]
         assert preset.hyperparams("polygrad", env_id) == entry
-        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]")
+        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]", *others)
         # the variant is the other discount, so it must differ from the entry in it
         assert preset.hyperparams(f"polygrad[{variant}]", env_id)["gamma"] != entry["gamma"]
         # Hopper's learner on the task's own entry
         learner_keys = presets.ENTRY1_LEARNER
         assert {key: entry[key] for key in learner_keys} == {key: hopper[key] for key in learner_keys}
+    # HalfCheetah's std variant changes the std schedule alone
+    cheetah = presets.BENCHMARK_PRESETS["halfcheetah-100k"]
+    entry = cpu.hyperparams["HalfCheetah-v4"]
+    assert cheetah.hyperparams("polygrad[std0.3to0.1]", "HalfCheetah-v4") == {**entry, "action_std_schedule": [0.3, 0.1]}
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
