@@ -198,7 +198,7 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers
     hopper = cpu.hyperparams["Hopper-v4"]
     for name, env_id, variant, others in [
         ("walker2d-100k", "Walker2d-v4", "gamma0.99", ()),
-        ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1", ("polygrad[std0.3to0.1]",)),
+        ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1", ("polygrad[std0.3to0.15]",)),
     ]:
         preset = presets.BENCHMARK_PRESETS[name]
         entry = cpu.hyperparams[env_id]
@@ -212,7 +212,7 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers
     # HalfCheetah's std variant changes the std schedule alone
     cheetah = presets.BENCHMARK_PRESETS["halfcheetah-100k"]
     entry = cpu.hyperparams["HalfCheetah-v4"]
-    assert cheetah.hyperparams("polygrad[std0.3to0.1]", "HalfCheetah-v4") == {**entry, "action_std_schedule": [0.3, 0.1]}
+    assert cheetah.hyperparams("polygrad[std0.3to0.15]", "HalfCheetah-v4") == {**entry, "action_std_schedule": [0.3, 0.15]}
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
