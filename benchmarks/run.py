@@ -64,6 +64,33 @@ def unfinished_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:
     return RESULTS / preset / "unfinished" / f"{algo}_{env_id}_{seed}.csv"
 
 
+def build_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, log_folder: str) -> tuple[Any, Any]:
+    """
+    Build one job's model as the RL Zoo does, from its zoo entry with the preset's and the variant's overrides: a
+    hyperparameter the algorithm rejects raises here, before any training.
+
+    :param preset: the preset
+    :param algo: an algorithm or ``polygrad[<label>]`` variant of the preset
+    :param setting: one of the preset's envs
+    :param seed: the seed
+    :param log_folder: the zoo's log folder for the job
+    :return: the zoo's ``ExperimentManager`` (its callbacks and env factory) and the untrained model
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_polygrad.zoo.registration import register
+
+    register()
+    manager = ExperimentManager(
+        argparse.Namespace(), split_variant(algo)[0], setting.env_id, log_folder, n_timesteps=setting.budget,
+        eval_freq=-1, hyperparams=preset.hyperparams(algo, setting.env_id), seed=seed, verbose=0, device=preset.device,
+        config=preset.zoo_config(algo), log_interval=-2,
+    )  # fmt: skip
+    setup = manager.setup_experiment()
+    assert setup is not None
+    return manager, setup[0]
+
+
 def run_job(
     preset: Preset,
     algo: str,
@@ -86,18 +113,13 @@ def run_job(
     :return: one row of ``FIELDS`` per evaluation
     """
     import torch as th
-    from rl_zoo3.exp_manager import ExperimentManager
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import KVWriter
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
-    from sb3_polygrad.zoo.registration import register
-
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
-    register()
-    hyperparams = preset.hyperparams(algo, setting.env_id)
     base_algo = split_variant(algo)[0]
     rows: list[dict[str, Any]] = []
     saver = JobCheckpoint(checkpoint, evaluations) if checkpoint is not None else None
@@ -178,14 +200,7 @@ def run_job(
 
     log_folder = tempfile.mkdtemp(prefix=f"bench_{algo}_")
     try:
-        manager = ExperimentManager(
-            argparse.Namespace(), base_algo, setting.env_id, log_folder, n_timesteps=setting.budget, eval_freq=-1,
-            hyperparams=hyperparams, seed=seed, verbose=0, device=preset.device, config=preset.zoo_config(algo),
-            log_interval=-2,
-        )  # fmt: skip
-        setup = manager.setup_experiment()
-        assert setup is not None
-        model, _ = setup
+        manager, model = build_job(preset, algo, setting, seed, log_folder)
         resumed = saver.restore(model) if saver is not None else None
         train_time = 0.0
         if resumed is not None:
