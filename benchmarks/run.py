@@ -11,7 +11,8 @@ as finished, so an interrupted grid, or the same command in a fresh checkout, do
 job also checkpoints itself at every evaluation (``benchmarks/checkpoints.py``), so a job that was killed continues
 from its last evaluation on the next run on the same machine, and its evaluations so far are kept in
 ``benchmarks/results/<preset>/unfinished/``; the preset's ``machine.txt`` records which jobs resumed, and which started
-again without their checkpoint.
+again without their checkpoint. In a process pool, every (algo, env) of the grid is first built once, untrained: a job
+whose hyperparameters the algorithm rejects stops the command before any job starts, with each such job's error.
 
     python -m benchmarks.run --preset quick --workers 2
     python -m benchmarks.run --preset paper --backend ray --address auto
@@ -89,6 +90,30 @@ def build_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, log_fol
     setup = manager.setup_experiment()
     assert setup is not None
     return manager, setup[0]
+
+
+def check_jobs(preset: Preset, todo: list["Job"]) -> list[str]:
+    """
+    Build each (algo, env) of the jobs once, untrained, so that hyperparameters the algorithm rejects are reported
+    before any job runs rather than when their job's turn comes, possibly hours into a grid.
+
+    :param preset: the preset
+    :param todo: the jobs to run
+    :return: one ``"<job>: <error>"`` line per (algo, env) that fails to build
+    """
+    errors = []
+    for algo, setting in dict.fromkeys((job.algo, job.setting) for job in todo):
+        log_folder = tempfile.mkdtemp(prefix=f"check_{algo}_")
+        try:
+            with warnings.catch_warnings():  # the job itself warns, where its output goes
+                warnings.simplefilter("ignore")
+                _, model = build_job(preset, algo, setting, 0, log_folder)
+            model.env.close()
+        except Exception as error:
+            errors.append(f"{algo} {setting.env_id}: {type(error).__name__}: {error}")
+        finally:
+            shutil.rmtree(log_folder, ignore_errors=True)
+    return errors
 
 
 def run_job(
@@ -320,6 +345,11 @@ def main(argv: list[str] | None = None) -> None:
         for job in jobs(preset, args.algos, args.seeds)
         if (job.algo, job.setting.env_id, job.seed) not in finished
     ]
+
+    # Ray's workers may differ from the driver (its device, its packages): there each job checks itself as it starts.
+    errors = check_jobs(preset, todo) if local else []
+    if errors:
+        parser.error("these jobs cannot be built, so none was started:\n" + "\n".join(errors))
 
     def has_checkpoint(job: Job) -> bool:
         return job.checkpoint is not None and JobCheckpoint(job.checkpoint).latest() is not None

@@ -235,15 +235,22 @@ def test_every_polygrad_job_of_every_preset_builds_with_its_own_hyperparameters(
             model.env.close()
 
 
-def test_a_job_whose_hyperparameters_the_constructor_rejects_fails_as_it_is_built(tmp_path):
+def test_a_grid_with_a_job_the_algorithm_rejects_starts_no_job(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
     preset = dataclasses.replace(
         presets.BENCHMARK_PRESETS["halfcheetah-100k"],
-        device="cpu",
         variants={"std0.3to0.1": {"action_std_schedule": [0.3, 0.1]}},
         plotted_variants=None,
     )
-    with pytest.raises(ValueError, match="must stay above the policy's min_std"):
-        run.build_job(preset, "polygrad[std0.3to0.1]", preset.envs[0], 0, str(tmp_path))
+    monkeypatch.setitem(run.PRESETS, "bad", preset)
+    started = []
+    monkeypatch.setattr(run.LocalBackend, "results", lambda self, function, todo: started.extend(todo) or iter(()))
+    with pytest.raises(SystemExit):
+        run.main(["--preset", "bad", "--algos", "polygrad", "polygrad[std0.3to0.1]", "--seeds", "0", "--workers", "1"])
+    assert not started and not (tmp_path / "bad").exists()
+    error = capsys.readouterr().err
+    assert "polygrad[std0.3to0.1] HalfCheetah-v4: ValueError: action_std_schedule (0.3, 0.1) must stay above" in error
+    assert "polygrad HalfCheetah-v4" not in error  # the entry builds
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
