@@ -336,8 +336,8 @@ def main() -> None:
         env_steps_row(PAPER.name, imagination_seconds[PAPER], training[PAPER][1]),
         env_steps_row(f"zoo Hopper entry (as the paper's, {HOPPER_SAMPLING_STEPS} of 128 steps)", strided, training[PAPER][1]),
         "",
-        "Fewer denoising steps: `python -m benchmarks.strided_sampling` (results/strided_sampling.md) measures their "
-        "cost together with their world-model error.",
+        "Fewer denoising steps: `python -m benchmarks.diagnostics.strided_sampling` "
+        "(results/diagnostics/strided_sampling/Hopper-v4.md) measures their cost together with their world-model error.",
     ]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("imagination_speed.md" if device.type == "cpu" else f"imagination_speed_{device.type}.md")

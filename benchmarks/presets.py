@@ -2,7 +2,8 @@
 The presets of ``python -m benchmarks.run``: what a preset is (envs, algorithms, seeds, hyperparameter overrides), and
 the benchmarks proper, PolyGRAD against PPO, SAC and TRPO with each algorithm's RL Zoo hyperparameters.
 
-The single-task diagnostics that explain the InvertedPendulum results are a separate group, in ``diagnostic_presets.py``.
+The single-task diagnostics that explain the InvertedPendulum results are a separate group, in
+``diagnostics/ip_presets.py``.
 """
 
 import inspect

@@ -19,7 +19,7 @@ whose hyperparameters the algorithm rejects stops the command before any job sta
     python -m benchmarks.report --preset quick
 
 The benchmark presets are in ``presets.py``; the InvertedPendulum diagnostics, which run the same way, in
-``diagnostic_presets.py``.
+``diagnostics/ip_presets.py``.
 """
 
 import argparse
@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.csv_rows import write_rows
-from benchmarks.diagnostic_presets import DIAGNOSTIC_PRESETS
+from benchmarks.diagnostics.ip_presets import DIAGNOSTIC_PRESETS
 from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,7 +47,7 @@ RESULTS = Path(__file__).parent / "results"
 # ("{}" for others)
 FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s", "diagnostics"]
 DIAGNOSTIC_PREFIXES = ("world_model/", "train/imagined_action_", "imagination/", "train/std")
-# The benchmarks (benchmarks/presets.py), then the InvertedPendulum diagnostics (benchmarks/diagnostic_presets.py).
+# The benchmarks (benchmarks/presets.py), then the InvertedPendulum diagnostics (benchmarks/diagnostics/ip_presets.py).
 PRESETS: dict[str, Preset] = {**BENCHMARK_PRESETS, **DIAGNOSTIC_PRESETS}
 
 

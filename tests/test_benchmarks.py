@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import diagnostic_presets, presets, report, run
+from benchmarks import presets, report, run
 from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.csv_rows import write_rows
+from benchmarks.diagnostics import ip_presets
 from sb3_polygrad import PolyGRAD
 
 
@@ -217,12 +218,12 @@ def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers
     assert cheetah.hyperparams("polygrad[std0.3to0.15]", "HalfCheetah-v4") == {**entry, "action_std_schedule": [0.3, 0.15]}
 
 
-@pytest.mark.parametrize("name", [*presets.BENCHMARK_PRESETS, *diagnostic_presets.DIAGNOSTIC_PRESETS])
+@pytest.mark.parametrize("name", [*presets.BENCHMARK_PRESETS, *ip_presets.DIAGNOSTIC_PRESETS])
 def test_every_polygrad_job_of_every_preset_builds_with_its_own_hyperparameters(name, tmp_path):
     # A preset's variant that the constructor rejects would otherwise fail only when its job starts, possibly hours
     # into a grid; each job is built here as the runner builds it, untrained, on the CPU.
     torch.set_num_threads(1)
-    preset = dataclasses.replace({**presets.BENCHMARK_PRESETS, **diagnostic_presets.DIAGNOSTIC_PRESETS}[name], device="cpu")
+    preset = dataclasses.replace({**presets.BENCHMARK_PRESETS, **ip_presets.DIAGNOSTIC_PRESETS}[name], device="cpu")
     for algo in (algo for algo in preset.job_algos() if algo.startswith("polygrad")):
         for setting in preset.envs:
             _, model = run.build_job(preset, algo, setting, 0, str(tmp_path))
@@ -254,7 +255,7 @@ def test_a_grid_with_a_job_the_algorithm_rejects_starts_no_job(tmp_path, monkeyp
 
 
 def test_diagnostics_are_a_group_of_their_own_run_by_the_same_command():
-    benchmarks, diagnostics = presets.BENCHMARK_PRESETS, diagnostic_presets.DIAGNOSTIC_PRESETS
+    benchmarks, diagnostics = presets.BENCHMARK_PRESETS, ip_presets.DIAGNOSTIC_PRESETS
     assert not set(benchmarks) & set(diagnostics)
     assert run.PRESETS == {**benchmarks, **diagnostics}  # every one of them a --preset choice
     # PolyGRAD alone (the entry, or variants of it), one change each
@@ -270,7 +271,7 @@ def test_consistency_ratios_skip_ended_windows_and_come_with_an_interval():
     import numpy as np
     import torch as th
 
-    from benchmarks.imagination_consistency import StateErrors
+    from benchmarks.diagnostics.imagination_consistency import StateErrors
 
     rng = np.random.default_rng(0)
     true_obs = rng.normal(size=(400, 5, 3))
@@ -405,7 +406,7 @@ def test_a_resumed_job_keeps_its_observation_normalisation(tmp_path, monkeypatch
 
 
 def test_returns_to_go_discount_and_scale_the_rewards_that_follow():
-    from benchmarks.critic_check import returns_to_go
+    from benchmarks.diagnostics.critic_check import returns_to_go
 
     # 0.1 * (1 + 0.5 * 2 + 0.25 * 3), 0.1 * (2 + 0.5 * 3), 0.1 * 3
     np.testing.assert_allclose(returns_to_go(np.array([1.0, 2.0, 3.0]), 0.5, 0.1), [0.275, 0.35, 0.3])
@@ -417,7 +418,7 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
     import gymnasium as gym
     import torch as th
 
-    from benchmarks import critic_check
+    from benchmarks.diagnostics import critic_check
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, reward_scale=0.5, **tiny_kwargs)
     model.learn(200)
@@ -439,7 +440,7 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
     argv = ["critic_check", "--model", str(tmp_path / "model.zip"), "--env", "InvertedPendulum-v4", "--name", "ip"]
     monkeypatch.setattr(sys, "argv", [*argv, "--max-steps", "50", "--episodes", "1"])
     critic_check.main()
-    text = (tmp_path / "critic_check_ip.md").read_text()
+    text = (tmp_path / "ip.md").read_text()
     assert "## Policy: mean action (as evaluated)" in text and "## Policy: sampled actions (as imagined)" in text
     assert "(gamma 0.9, reward_scale 0.5)" in text and "| 0 |" in text
     monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "0"])
@@ -456,7 +457,7 @@ def test_critic_check_can_train_the_critic_alone_and_check_it_again(tiny_kwargs,
 
     import torch as th
 
-    from benchmarks import critic_check
+    from benchmarks.diagnostics import critic_check
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, **tiny_kwargs)
     model.learn(200)
@@ -483,7 +484,7 @@ def test_critic_check_can_train_the_critic_alone_and_check_it_again(tiny_kwargs,
     options += ["--tau", "0.5"]
     monkeypatch.setattr(sys, "argv", [*argv, *options])
     critic_check.main()
-    text = (tmp_path / "critic_check_ip.md").read_text()
+    text = (tmp_path / "ip.md").read_text()
     assert "--critic-updates 2 --critic-learning-rate 0.002 --tau 0.5" in text
     assert "after 2 more actor-critic steps" in text and "(critic learning rate 0.002, tau 0.5)" in text
     assert "| step | V | G | V / G | V after | V after / G | tail |" in text
@@ -492,7 +493,7 @@ def test_critic_check_can_train_the_critic_alone_and_check_it_again(tiny_kwargs,
 def test_the_expected_clipped_action_is_the_mean_of_the_clipped_samples():
     import torch as th
 
-    from benchmarks.noise_check import expected_clipped_action
+    from benchmarks.diagnostics.noise_check import expected_clipped_action
 
     mean, std = th.tensor([0.0, 0.9, -0.95, 2.0]), th.tensor([0.5, 0.7, 0.3, 0.1])
     samples = (mean + std * th.randn(400_000, 4, generator=th.Generator().manual_seed(0))).clamp(-1.0, 1.0)
@@ -506,7 +507,7 @@ def test_noise_check_acts_by_each_rule_and_writes_its_table(tiny_kwargs, tmp_pat
 
     import gymnasium as gym
 
-    from benchmarks import noise_check
+    from benchmarks.diagnostics import noise_check
 
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs)
     model.learn(200)
@@ -529,7 +530,7 @@ def test_noise_check_acts_by_each_rule_and_writes_its_table(tiny_kwargs, tmp_pat
     argv = ["noise_check", "--model", str(tmp_path / "model.zip"), "--env", "InvertedPendulum-v4", "--name", "ip"]
     monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "2"])
     noise_check.main()
-    text = (tmp_path / "noise_check_ip.md").read_text()
+    text = (tmp_path / "ip.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| actions")]
     assert [row.split(" | ")[0] for row in rows] == [
         "| mean action (as evaluated)",
@@ -547,7 +548,7 @@ def test_noise_check_acts_by_each_rule_and_writes_its_table(tiny_kwargs, tmp_pat
 def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_recorded(tiny_kwargs, tmp_path, monkeypatch):
     import sys
 
-    from benchmarks import advantage_sources
+    from benchmarks.diagnostics import advantage_sources
 
     model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
     model.learn(300)
@@ -566,7 +567,7 @@ def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_r
     argv = ["advantage_sources", "--checkpoint", str(tmp_path), "--name", "pendulum", "--starts", "64", "--edges"]
     monkeypatch.setattr(sys, "argv", [*argv, "100", "200"])
     advantage_sources.main()
-    text = (tmp_path / "advantage_sources_pendulum.md").read_text()
+    text = (tmp_path / "pendulum.md").read_text()
     assert "from the whole replay buffer, after 300 env steps" in text
     assert "| 0 - 100 |" in text and "| 200 - 300 |" in text
     monkeypatch.setattr(sys, "argv", [*argv, "200", "100"])

@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 CODE = [
     *sorted((ROOT / "sb3_polygrad").rglob("*.py")),
-    *sorted((ROOT / "benchmarks").glob("*.py")),
+    *sorted((ROOT / "benchmarks").rglob("*.py")),
     *sorted((ROOT / "tests").glob("*.py")),
     *sorted((ROOT / "hyperparams").glob("*.yml")),
     ROOT / "setup.py",

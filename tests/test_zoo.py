@@ -115,7 +115,8 @@ def test_packaged_yaml_is_the_top_level_file(entries, name):
 def test_yaml_has_the_paper_and_cpu_entries():
     config = yaml.safe_load(hyperparams_path().read_text())
     for version in ("v4", "v5"):
-        # The paper's Hopper settings, with imagination strided to 32 of 128 steps (benchmarks/strided_sampling.py).
+        # The paper's Hopper settings, with imagination strided to 32 of 128 steps
+        # (benchmarks/diagnostics/strided_sampling.py).
         hopper = {"n_timesteps": 1e6, "policy": "MlpPolicy", "noise_schedule_tau": 0.1, "n_sampling_steps": 32}
         assert config[f"Hopper-{version}"] == hopper
         for env in ("Walker2d", "HalfCheetah"):
