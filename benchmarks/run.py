@@ -40,9 +40,8 @@ from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.csv_rows import write_rows
 from benchmarks.diagnostics.ip_presets import DIAGNOSTIC_PRESETS
-from benchmarks.presets import BENCHMARK_PRESETS, EnvSetting, Preset, split_variant
+from benchmarks.presets import BENCHMARK_PRESETS, RESULTS, EnvSetting, Preset, split_variant
 
-RESULTS = Path(__file__).parent / "results"
 # diagnostics: PolyGRAD's latest world-model and imagined-action figures and its policy's std at each evaluation, as JSON
 # ("{}" for others)
 FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s", "diagnostics"]

@@ -1,6 +1,5 @@
 import csv
 import dataclasses
-import inspect
 import json
 
 import numpy as np
@@ -173,49 +172,37 @@ def test_a_dict_override_updates_the_entrys_dict_instead_of_replacing_it():
     assert "init_std" not in presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")["policy_kwargs"]  # not mutated
 
 
-def test_hopper_preset_runs_polygrad_cpu_entry_against_the_zoo_entries_of_ppo_and_sac():
+@pytest.mark.parametrize("name", ["hopper-100k", "walker2d-100k", "halfcheetah-100k"])
+def test_a_100k_preset_runs_its_tasks_shipped_cpu_entry_against_each_baselines_zoo_entry(name):
     from sb3_polygrad.zoo import cpu
     from sb3_polygrad.zoo.registration import hyperparams_path
 
-    preset = presets.BENCHMARK_PRESETS["hopper-100k"]
-    assert preset.job_algos()[:4] == ("polygrad", "ppo", "sac", "polygrad[simulator]")  # then the learner's levers
-    assert preset.hyperparams("polygrad", "Hopper-v4") == cpu.hyperparams["Hopper-v4"]
-    entry = cpu.hyperparams["Hopper-v4"]
-    assert preset.hyperparams("polygrad[simulator]", "Hopper-v4") == {**entry, "imagination": "simulator"}
-    # the entry's first learner (the constructor's defaults for the keys the entry's learner changed), so that each
-    # entry1-* label's command still reproduces its results
-    first = preset.hyperparams("polygrad[entry1]", "Hopper-v4")
-    learner_keys = set(presets.ENTRY1_LEARNER)
-    assert {key for key in first if first[key] != entry.get(key)} == learner_keys
-    assert all(first[key] == inspect.signature(PolyGRAD).parameters[key].default for key in learner_keys)
-    assert preset.hyperparams("polygrad[entry1-gamma0.99]", "Hopper-v4") == {**first, "gamma": 0.99, "reward_scale": 1.0}
+    preset = presets.BENCHMARK_PRESETS[name]
+    (setting,) = preset.envs
+    # what `rl_zoo3.train --algo polygrad -conf sb3_polygrad.zoo.cpu` runs for the task
+    assert preset.hyperparams("polygrad", setting.env_id) == cpu.hyperparams[setting.env_id]
     assert preset.zoo_config("polygrad[simulator]") == str(hyperparams_path("cpu"))
-    assert preset.hyperparams("sac", "Hopper-v4") == presets.zoo_hyperparams("sac", "Hopper-v4")
-    assert preset.zoo_config("ppo").endswith("rl_zoo3/hyperparams/ppo.yml")
-    assert [(env.budget, env.eval_freq) for env in preset.envs] == [(100_000, 5_000)]
+    for algo in preset.algos[1:]:
+        assert preset.hyperparams(algo, setting.env_id) == presets.zoo_hyperparams(algo, setting.env_id)
+        assert preset.zoo_config(algo).endswith(f"rl_zoo3/hyperparams/{algo}.yml")
 
 
-def test_walker2d_and_halfcheetah_presets_run_their_own_cpu_entries_with_hoppers_learner_against_the_other_discount():
-    from sb3_polygrad.zoo import cpu
-
-    hopper = cpu.hyperparams["Hopper-v4"]
-    for name, env_id, variant, others in [
-        ("walker2d-100k", "Walker2d-v4", "gamma0.99", ()),
-        ("halfcheetah-100k", "HalfCheetah-v4", "gamma0.999-rs0.1", ("polygrad[std0.3to0.15]",)),
-    ]:
-        preset = presets.BENCHMARK_PRESETS[name]
-        entry = cpu.hyperparams[env_id]
-        assert preset.hyperparams("polygrad", env_id) == entry
-        assert preset.job_algos() == ("polygrad", "ppo", "sac", "polygrad[simulator]", f"polygrad[{variant}]", *others)
-        # the variant is the other discount, so it must differ from the entry in it
-        assert preset.hyperparams(f"polygrad[{variant}]", env_id)["gamma"] != entry["gamma"]
-        # Hopper's learner on the task's own entry
-        learner_keys = presets.ENTRY1_LEARNER
-        assert {key: entry[key] for key in learner_keys} == {key: hopper[key] for key in learner_keys}
-    # HalfCheetah's std variant changes the std schedule alone
-    cheetah = presets.BENCHMARK_PRESETS["halfcheetah-100k"]
-    entry = cpu.hyperparams["HalfCheetah-v4"]
-    assert cheetah.hyperparams("polygrad[std0.3to0.15]", "HalfCheetah-v4") == {**entry, "action_std_schedule": [0.3, 0.15]}
+def test_recorded_variants_are_read_from_beside_the_presets_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(presets, "RESULTS", tmp_path)
+    assert presets.recorded_variants("fresh") == {}  # no results, no recorded variants
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "variants.yml").write_text(
+        "# what each is\nb: {tau: 0.2}\na: {imagination_start_window: null, policy_kwargs: {init_std: 0.3}}\n"
+    )
+    variants = presets.recorded_variants("p")
+    assert list(variants) == ["b", "a"]  # the file's order, which the grid and the report keep
+    assert variants["a"] == {"imagination_start_window": None, "policy_kwargs": {"init_std": 0.3}}
+    preset = presets.Preset(envs=(presets.IP_20K,), algos=("polygrad",), variants=variants)
+    shipped = presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
+    assert preset.hyperparams("polygrad[b]", "InvertedPendulum-v4") == {**shipped, "tau": 0.2}
+    (tmp_path / "p" / "variants.yml").write_text("a: 0.2\n")
+    with pytest.raises(ValueError, match=r"the variants \['a'\] are not mappings"):
+        presets.recorded_variants("p")
 
 
 @pytest.mark.parametrize("name", [*presets.BENCHMARK_PRESETS, *ip_presets.DIAGNOSTIC_PRESETS])

@@ -5,6 +5,6 @@ world model (``python -m benchmarks.diagnostics.<name>``) and writes its answer,
 its benchmarks.
 """
 
-from pathlib import Path
+from benchmarks.presets import RESULTS as BENCHMARK_RESULTS
 
-RESULTS = Path(__file__).parents[1] / "results" / "diagnostics"
+RESULTS = BENCHMARK_RESULTS / "diagnostics"

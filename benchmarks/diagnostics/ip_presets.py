@@ -9,7 +9,7 @@ otherwise, and changes one thing about PolyGRAD. They run like the benchmarks::
 
 from typing import Any
 
-from benchmarks.presets import IP_20K, EnvSetting, Preset
+from benchmarks.presets import IP_20K, EnvSetting, Preset, recorded_variants
 
 
 def ip_polygrad(**hyperparam_overrides: Any) -> Preset:
@@ -39,22 +39,7 @@ DIAGNOSTIC_PRESETS: dict[str, Preset] = {
     "ip-sequential-h5": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8, horizon=5),
     # Single changes to PolyGRAD's InvertedPendulum entry, one seed each, the entry itself beside them. Further seeds of a
     # variant: --algos 'polygrad[<label>]' --seeds 1 2.
-    "ip-screen": Preset(
-        envs=(IP_20K,),
-        algos=("polygrad",),
-        seeds=(0,),
-        variants={
-            "horizon5": dict(horizon=5),
-            "horizon5-causal": dict(horizon=5, denoiser="causal_mlp"),
-            "sampling32": dict(n_sampling_steps=None),  # all 32 diffusion steps, not 16 of them
-            "guidance-sample": dict(guidance_type="sample"),
-            "update-states": dict(update_states=True),
-            "guidance-posterior-mean": dict(states_for_guidance="posterior_mean"),
-            "batch1024": dict(imagination_batch_size=1024),
-            "kl0.02": dict(target_policy_update=0.02),
-            "no-state-clip": dict(state_change_clip=None),
-        },
-    ),
+    "ip-screen": Preset(envs=(IP_20K,), algos=("polygrad",), seeds=(0,), variants=recorded_variants("ip-screen")),
     # Closed-loop imagination (this package's extension, docs/closed_loop_imagination.md): the causal world model trained
     # with a noise level per row, sampled in one staggered pass whose actions are the policy's own samples. Variants:
     # how many denoising iterations each imagined step lags the one before it (imagination_row_lag).
@@ -62,6 +47,6 @@ DIAGNOSTIC_PRESETS: dict[str, Preset] = {
         envs=(IP_20K,),
         algos=(),
         hyperparam_overrides=dict(imagination="closed_loop", denoiser="causal_mlp"),
-        variants={f"lag{lag:g}": dict(imagination_row_lag=lag) for lag in (0.0, 0.5, 1.0, 2.0)},
+        variants=recorded_variants("ip-closed-loop"),
     ),
 }
