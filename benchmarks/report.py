@@ -12,6 +12,7 @@ every variant where the main curves draw only some (``Preset.plotted_variants``)
 import argparse
 import csv
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -322,6 +323,27 @@ def ratio_text(polygrad_steps: float | None, baseline_steps: float) -> str:
     return f"{baseline_steps / polygrad_steps:.2f}x"
 
 
+# An invocation line of a preset's machine.txt, as benchmarks.run writes one: the machine, then what the invocation ran
+INVOCATION = re.compile(r"^(?P<machine>[^;]+; \d+ CPU cores; python [\d.]+); ")
+
+
+def header(preset_name: str, machine_txt: Path) -> str:
+    """
+    The report's first lines: the commands that produce it, and the machines its runs ran on, each once, from the
+    invocation lines of the preset's ``machine.txt`` (whose notes, on what shared the machine, stay there).
+
+    :param preset_name: the preset
+    :param machine_txt: the preset's log of invocations
+    """
+    lines = machine_txt.read_text().splitlines() if machine_txt.exists() else []
+    found = dict.fromkeys(match["machine"] for match in map(INVOCATION.match, lines) if match)
+    machines = " and ".join(f"`{machine}`" for machine in found) or "not recorded"
+    return (
+        f"Command: `python -m benchmarks.run --preset {preset_name}`, then `python -m benchmarks.report --preset "
+        f"{preset_name}`.\n\nMachine: {machines} ([machine.txt](machine.txt): each invocation, with notes).\n\n"
+    ).rstrip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
@@ -334,10 +356,8 @@ def main() -> None:
     plot(curves, preset, 2, "training wall-clock (s)", folder / "curves_wallclock.png", plotted)
     if set(plotted) != set(preset.job_algos()):
         plot(curves, preset, 0, "env steps", folder / "curves_variants.png")
-    machine = (folder / "machine.txt").read_text().strip().rstrip(".") if (folder / "machine.txt").exists() else "unknown"
     text = (
-        f"# Benchmark `{args.preset}`\n\nCommand: `python -m benchmarks.run --preset {args.preset}` then "
-        f"`python -m benchmarks.report --preset {args.preset}`. Machine: {machine}.\n\n"
+        f"# Benchmark `{args.preset}`\n\n{header(args.preset, folder / 'machine.txt')}\n\n"
         "Returns are mean ± std over seeds (the mean alone for one seed) of the deterministic policy's mean return over "
         "the evaluation episodes; the mean return over the second half of the budget averages each seed's evaluations "
         "there first. "

@@ -80,6 +80,24 @@ def test_report_draws_the_plotted_variants_beside_the_algorithms_and_every_varia
     assert (tmp_path / "p" / "curves_variants.png").exists() and not (tmp_path / "all" / "curves_variants.png").exists()
 
 
+def test_report_opens_with_the_command_and_each_machine_once_not_the_operation_notes(tmp_path):
+    machine = "Linux-6.1-x86_64; 2 CPU cores; python 3.11.7"
+    (tmp_path / "machine.txt").write_text(
+        "Jobs shared the cores: wall-clock ratios are indicative only.\n"
+        f"{machine}; algos ppo; local process pool of 1 workers\n"
+        f"{machine}; algos polygrad; local process pool of 1 workers; polygrad Hopper-v4 seed 0 resumed from its checkpoint\n"
+        "Linux-6.2-x86_64; 16 CPU cores; python 3.12.1; algos sac; Ray cluster\n"
+    )
+    lines = report.header("p", tmp_path / "machine.txt").splitlines()
+    assert lines == [
+        "Command: `python -m benchmarks.run --preset p`, then `python -m benchmarks.report --preset p`.",
+        "",
+        f"Machine: `{machine}` and `Linux-6.2-x86_64; 16 CPU cores; python 3.12.1` ([machine.txt](machine.txt): each "
+        "invocation, with notes).",
+    ]
+    assert "Machine: not recorded" in report.header("p", tmp_path / "absent.txt")
+
+
 @pytest.mark.parametrize(
     "points, threshold, expected",
     [([(0, 1.0, 0.0), (10, 5.0, 1.0), (20, 9.0, 2.0)], 5.0, 10.0), ([(0, 1.0, 0.0)], 5.0, float("inf"))],
