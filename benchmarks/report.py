@@ -16,10 +16,12 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from benchmarks.presets import Preset
+from benchmarks import readme_results
+from benchmarks.presets import EnvSetting, Preset
 from benchmarks.run import PRESETS, RESULTS
 
 Curves = dict[tuple[str, str], dict[int, list[tuple[int, float, float]]]]  # (algo, env) -> seed -> [(steps, ret, secs)]
@@ -142,37 +144,95 @@ def mean_std_text(values: list[float]) -> str:
     return f"{np.mean(values):.0f} ± {np.std(values):.0f}" if len(values) > 1 else f"{values[0]:.0f}"
 
 
+class AlgoFigures(NamedTuple):
+    """One algorithm's figures on one env, over its seeds: what the tables give."""
+
+    seeds: int
+    returns: list[list[float]]  # at each of :func:`budgets`, one per seed
+    held: list[float]  # each seed's mean return over the second half of the budget
+    reach: float  # median over seeds of the env steps to the threshold (inf: not reached)
+    wall: float  # mean over seeds of the training wall-clock, s
+
+
+def budgets(setting: EnvSetting) -> list[int]:
+    """The env steps at which the tables give the return: a quarter, half and all of the budget."""
+    return [setting.budget // 4, setting.budget // 2, setting.budget]
+
+
+def env_figures(curves: Curves, setting: EnvSetting) -> dict[str, AlgoFigures]:
+    """Each algorithm's figures on ``setting``'s env, PolyGRAD's first, then in the CSV's order."""
+    out = {}
+    for (algo, env), seeds in sorted(curves.items(), key=lambda kv: kv[0][0] != "polygrad"):
+        if env == setting.env_id:
+            runs = list(seeds.values())
+            out[algo] = AlgoFigures(
+                seeds=len(runs),
+                returns=[[return_at(r, b) for r in runs] for b in budgets(setting)],
+                held=[mean_return_from(r, setting.budget // 2) for r in runs],
+                reach=float(np.median([steps_to_threshold(r, setting.threshold) for r in runs])),
+                wall=float(np.mean([max(p[2] for p in r) for r in runs])),
+            )
+    return out
+
+
+def steps_text(steps: float) -> str:
+    """Env steps to the threshold in a table."""
+    return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
+
+
+def wall_ratio_text(figures: dict[str, AlgoFigures], algo: str) -> str:
+    """``algo``'s training wall-clock as a multiple of PPO's on the same env ("—" without PPO)."""
+    return f"{figures[algo].wall / figures['ppo'].wall:.1f}x" if "ppo" in figures else "—"
+
+
 def table(curves: Curves, preset: Preset) -> str:
     lines = []
     for setting in preset.envs:
-        budgets = [setting.budget // 4, setting.budget // 2, setting.budget]
         lines += [
             f"### {setting.env_id} (threshold {setting.threshold:g})",
             "",
-            "| algo | seeds | " + " | ".join(f"return @ {b // 1000}k" for b in budgets)
+            "| algo | seeds | " + " | ".join(f"return @ {b // 1000}k" for b in budgets(setting))
             + f" | mean return {setting.budget // 2000}k-{setting.budget // 1000}k | env steps to threshold (median) "
             "| PolyGRAD sample-efficiency ratio | train wall-clock (s) | wall-clock x PPO |",
-            "|---|" + "---:|" * (len(budgets) + 6),
+            "|---|" + "---:|" * (len(budgets(setting)) + 6),
         ]  # fmt: skip
-        reach: dict[str, float] = {}
-        rows = []
-        for (algo, env), seeds in sorted(curves.items(), key=lambda kv: kv[0][0] != "polygrad"):
-            if env != setting.env_id:
-                continue
-            runs = list(seeds.values())
-            rets = [[return_at(r, b) for r in runs] for b in budgets]
-            held = [mean_return_from(r, setting.budget // 2) for r in runs]
-            reach[algo] = float(np.median([steps_to_threshold(r, setting.threshold) for r in runs]))
-            wall = float(np.mean([max(p[2] for p in r) for r in runs]))
-            rows.append((algo, len(runs), rets, held, wall))
-        ppo_wall = next((wall for algo, *_, wall in rows if algo == "ppo"), None)
-        for algo, n_seeds, rets, held, wall in rows:
-            cells = " | ".join(mean_std_text(r) for r in [*rets, held])
-            steps = "not reached" if np.isinf(reach[algo]) else f"{reach[algo]:,.0f}"
+        figures = env_figures(curves, setting)
+        for algo, found in figures.items():
+            cells = " | ".join(mean_std_text(r) for r in [*found.returns, found.held])
             # ratio > 1: PolyGRAD reaches the threshold in that many times fewer env steps than this baseline
-            ratio = "—" if algo == "polygrad" else ratio_text(reach.get("polygrad"), reach[algo])
-            wall_ratio = "—" if ppo_wall is None else f"{wall / ppo_wall:.1f}x"
-            lines.append(f"| {label(preset, algo)} | {n_seeds} | {cells} | {steps} | {ratio} | {wall:.0f} | {wall_ratio} |")
+            polygrad = figures["polygrad"].reach if "polygrad" in figures else None
+            ratio = "—" if algo == "polygrad" else ratio_text(polygrad, found.reach)
+            lines.append(
+                f"| {label(preset, algo)} | {found.seeds} | {cells} | {steps_text(found.reach)} | {ratio} "
+                f"| {found.wall:.0f} | {wall_ratio_text(figures, algo)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary(curves: Curves, preset: Preset) -> str:
+    """
+    The README's results for a preset: one short table per env, of the algorithms of the report's main curves.
+
+    :param curves: the preset's evaluations, from :func:`load`
+    :param preset: the preset
+    :return: the tables, each followed by an empty line
+    """
+    lines = []
+    for setting in preset.envs:
+        figures = env_figures(curves, setting)
+        budget, half = setting.budget // 1000, setting.budget // 2000
+        lines += [
+            f"| {setting.env_id}, {budget}k env steps | seeds | return at {budget}k | mean return {half}k-{budget}k "
+            f"| env steps to {setting.threshold:g} (median) | training wall-clock x PPO |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for algo in (algo for algo in preset.plotted_algos() if algo in figures):
+            found = figures[algo]
+            lines.append(
+                f"| {label(preset, algo)} | {found.seeds} | {mean_std_text(found.returns[-1])} "
+                f"| {mean_std_text(found.held)} | {steps_text(found.reach)} | {wall_ratio_text(figures, algo)} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -376,6 +436,8 @@ def main() -> None:
     for section in sections:
         text += "\n" + section if section else ""
     (folder / "table.md").write_text(text)
+    if readme_results.write_block(readme_results.README, args.preset, summary(curves, preset)):
+        print(f"{readme_results.README.name}: its {args.preset} results rewritten")
     print(text)
 
 

@@ -80,6 +80,19 @@ def test_report_draws_the_plotted_variants_beside_the_algorithms_and_every_varia
     assert (tmp_path / "p" / "curves_variants.png").exists() and not (tmp_path / "all" / "curves_variants.png").exists()
 
 
+def test_the_report_rewrites_its_presets_readme_block_and_nothing_else(tmp_path):
+    from benchmarks import readme_results
+
+    readme = tmp_path / "README.md"
+    text = "# R\n\n<!-- results:a -->\nold a\n<!-- /results -->\ntext\n<!-- results:b -->\nold b\n<!-- /results -->\n"
+    readme.write_text(text)
+    assert readme_results.blocks(readme) == {"a": "old a\n", "b": "old b\n"}
+    assert readme_results.write_block(readme, "b", "| new |\n")
+    assert readme.read_text() == text.replace("old b", "| new |")
+    assert not readme_results.write_block(readme, "c", "| new |\n")  # a preset the README does not report
+    assert readme_results.blocks(readme) == {"a": "old a\n", "b": "| new |\n"}
+
+
 def test_report_opens_with_the_command_and_each_machine_once_not_the_operation_notes(tmp_path):
     machine = "Linux-6.1-x86_64; 2 CPU cores; python 3.11.7"
     (tmp_path / "machine.txt").write_text(
