@@ -101,3 +101,20 @@ def test_sequential_imagination_needs_a_causal_denoiser():
     model = DiffusionWorldModel(OBS, ACT, H, n_diffusion_steps=4, denoiser_kwargs=dict(hidden_dim=16, num_layers=1))
     with pytest.raises(ValueError, match="causal_mlp"):
         model.imagine_sequential(th.randn(2, OBS), LinearTanhPolicy())
+
+
+def test_sampling_reuses_the_masked_weights_until_the_weights_change():
+    th.manual_seed(0)
+    model = CausalResidualMLPDenoiser(D, ACT, H, hidden_dim=32, num_layers=2, embed_dim=16)
+    layer = model.blocks[0].linear
+    with th.no_grad():
+        first = layer.masked_weight()
+        assert layer.masked_weight() is first  # kept while the weights stay
+        x, a, t = th.randn(8, H, D), th.randn(8, H, ACT), th.full((8,), 3)
+        before = model(x, a, t)
+        layer.weight.add_(1.0)  # an in-place change, as an optimiser step or an EMA update makes
+        assert th.equal(layer.masked_weight(), layer.weight * layer.mask)
+        assert not th.equal(model(x, a, t), before)
+    # With autograd, every call builds the product, so that gradients reach the weight.
+    model(x, a, t).sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0

@@ -32,10 +32,22 @@ class MaskedLinear(nn.Linear):
     def __init__(self, in_degrees: th.Tensor, out_degrees: th.Tensor) -> None:
         super().__init__(len(in_degrees), len(out_degrees))
         self.register_buffer("mask", (out_degrees[:, None] >= in_degrees[None, :]).float(), persistent=False)
+        self._frozen: tuple[tuple[int, ...], th.Tensor] | None = None
 
     def masked_weight(self) -> th.Tensor:
-        """The weight with the masked entries zeroed, shape (out, in)."""
-        return self.weight * self.mask
+        """
+        The weight with the masked entries zeroed, shape (out, in).
+
+        Without autograd (imagination, evaluation), the product is kept until the weight or the mask changes: a sampler
+        calls the denoiser tens of times per imagination with the same weights. The key is the tensors' storage and
+        in-place version counters, which every optimiser step, EMA update and ``load_state_dict`` bumps.
+        """
+        if th.is_grad_enabled():
+            return self.weight * self.mask
+        key = (self.weight.data_ptr(), self.weight._version, self.mask.data_ptr(), self.mask._version)
+        if self._frozen is None or self._frozen[0] != key:
+            self._frozen = (key, self.weight * self.mask)
+        return self._frozen[1]
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         return F.linear(x, self.masked_weight(), self.bias)
