@@ -143,7 +143,7 @@ IP_20K = EnvSetting("InvertedPendulum-v4", 20_000, 2_000, 950.0)
 
 def locomotion_100k(name: str, setting: EnvSetting) -> Preset:
     """
-    One of the paper's tasks at CPU scale: PolyGRAD's CPU entry (``polygrad_cpu.yml``) against PPO and SAC, and the
+    One of the paper's tasks at CPU scale: PolyGRAD's CPU entry (``polygrad_cpu.yml``) against PPO, SAC and TQC, and the
     simulator-imagination diagnostic (the same learner on MuJoCo rollouts from the same start states: a perfect world
     model), the report's main curves; the variants recorded beside the preset's results are drawn in a figure of their
     own.
@@ -153,7 +153,7 @@ def locomotion_100k(name: str, setting: EnvSetting) -> Preset:
     """
     return Preset(
         envs=(setting,),
-        algos=("polygrad", "ppo", "sac"),
+        algos=("polygrad", "ppo", "sac", "tqc"),
         polygrad_entries="cpu",
         variants={"simulator": {"imagination": "simulator"}, **recorded_variants(name)},
         plotted_variants=("simulator",),

@@ -16,12 +16,14 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from benchmarks import readme_results
+from benchmarks.diagnostics.step_cost import read_costs
 from benchmarks.presets import EnvSetting, Preset
+from benchmarks.published import PublishedRow, published_rows
 from benchmarks.run import PRESETS, RESULTS
 
 Curves = dict[tuple[str, str], dict[int, list[tuple[int, float, float]]]]  # (algo, env) -> seed -> [(steps, ret, secs)]
@@ -83,9 +85,10 @@ def mean_return_from(points: list[tuple[int, float, float]], start: int) -> floa
     return float(np.mean([ret for steps, ret, _ in points if steps >= start]))
 
 
-# Each base algorithm keeps its colour in every figure (tab10's blue, orange, green and red); the variants take tab10's
-# other six colours, then their light shades from tab20.
-BASE_COLOURS = {"polygrad": 0, "ppo": 1, "sac": 2, "trpo": 3}
+# Each base algorithm keeps its colour in every figure (tab10's first four, then black and grey); the variants take
+# tab10's other six colours, then their light shades from tab20.
+BASE_COLOURS = {"polygrad": "tab:blue", "ppo": "tab:orange", "sac": "tab:green", "trpo": "tab:red", "tqc": "black",
+                "crossq": "dimgrey"}  # fmt: skip
 
 
 def plot(
@@ -113,7 +116,7 @@ def plot(
     variants = sorted({algo for algo, _ in drawn if algo not in BASE_COLOURS})
     tab10, tab20 = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20"]
     palette = [tab10(i) for i in range(4, 10)] + [tab20(i) for i in range(9, 20, 2)]
-    colours = {algo: tab10(i) for algo, i in BASE_COLOURS.items()}
+    colours: dict[str, Any] = dict(BASE_COLOURS)
     colours.update({algo: palette[i % len(palette)] for i, algo in enumerate(variants)})
     # The legend goes under the axes, where it hides no curve: the figure grows by a line per algorithm.
     n_algos = len({algo for algo, _ in drawn})
@@ -206,13 +209,32 @@ def table(curves: Curves, preset: Preset) -> str:
                 f"| {label(preset, algo)} | {found.seeds} | {cells} | {steps_text(found.reach)} | {ratio} "
                 f"| {found.wall:.0f} | {wall_ratio_text(figures, algo)} |"
             )
+        shown = published_rows(setting.env_id, setting.budget)
+        for row in shown:
+            returns = ["—"] * (len(budgets(setting)) - 1) + [f"{row.mean:.0f} ± {row.std:.0f}"]
+            lines.append(f"| {published_label(row, setting.env_id)} | {row.seeds} | {' | '.join(returns)} |" + " — |" * 5)
+        if shown:
+            sources = {f"[{row.source}]({row.url}): {row.title}" for row in shown}
+            notes = [f"{row.algo} [{row.source}]: {row.note}" for row in shown if row.note]
+            lines += ["", "Published figures: " + "; ".join([*sorted(sources), *notes]) + "."]
         lines.append("")
     return "\n".join(lines)
 
 
+def published_label(row: PublishedRow, env_id: str) -> str:
+    """
+    A published row's name in a table: the algorithm, its source, and what an env step of it costs here where that was
+    measured (``benchmarks.diagnostics.step_cost``).
+    """
+    costs = read_costs().get((row.algo, env_id), {})
+    cost = ", ".join(f"{seconds:,.0f} s per 1,000 env steps here on {device}" for device, seconds in sorted(costs.items()))
+    return f"{row.algo}, published ([{row.source}]({row.url})), not run here" + (f" ({cost})" if cost else "")
+
+
 def summary(curves: Curves, preset: Preset) -> str:
     """
-    The README's results for a preset: one short table per env, of the algorithms of the report's main curves.
+    The README's results for a preset: one short table per env, of the algorithms of the report's main curves, then the
+    published figures of algorithms not measured here.
 
     :param curves: the preset's evaluations, from :func:`load`
     :param preset: the preset
@@ -233,6 +255,11 @@ def summary(curves: Curves, preset: Preset) -> str:
                 f"| {label(preset, algo)} | {found.seeds} | {mean_std_text(found.returns[-1])} "
                 f"| {mean_std_text(found.held)} | {steps_text(found.reach)} | {wall_ratio_text(figures, algo)} |"
             )
+        for row in published_rows(setting.env_id, setting.budget):
+            if row.algo not in figures:  # a measured algorithm's published figures are in its report
+                lines.append(
+                    f"| {published_label(row, setting.env_id)} | {row.seeds} | {row.mean:.0f} ± {row.std:.0f} |" + " — |" * 3
+                )
         lines.append("")
     return "\n".join(lines)
 

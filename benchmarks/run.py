@@ -1,5 +1,6 @@
 """
-Side-by-side benchmark: PolyGRAD against SB3's PPO and SAC and sb3-contrib's TRPO, on the same envs, budgets and seeds.
+Side-by-side benchmark: PolyGRAD against SB3's PPO and SAC and sb3-contrib's TRPO, TQC and CrossQ, on the same envs,
+budgets and seeds.
 
 Each (algo, env, seed) job is built by the RL Zoo's own ``ExperimentManager`` from that algorithm's zoo hyperparameters
 (PolyGRAD's from ``hyperparams/polygrad.yml``) with the preset's overrides, trained for the preset's env-step budget,
@@ -16,6 +17,7 @@ whose hyperparameters the algorithm rejects stops the command before any job sta
 
     python -m benchmarks.run --preset quick --workers 2
     python -m benchmarks.run --preset paper --backend ray --address auto
+    python -m benchmarks.run --preset hopper-100k --algos crossq --device cuda
     python -m benchmarks.report --preset quick
 
 The benchmark presets are in ``presets.py``; the InvertedPendulum diagnostics, which run the same way, in
@@ -24,6 +26,7 @@ The benchmark presets are in ``presets.py``; the InvertedPendulum diagnostics, w
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -322,8 +325,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes, or the CPUs of a local Ray instance")
     parser.add_argument("--backend", choices=["local", "ray"], default="local", help="a process pool, or Ray tasks")
     parser.add_argument("--address", help="--backend ray: a running cluster ('auto', 'ray://HEAD:10001'); else a local one")
+    parser.add_argument("--device", help="torch device of every job, instead of the preset's ('cuda', 'auto')")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
+    if args.device:
+        preset = dataclasses.replace(preset, device=args.device)
     for algo in args.algos or ():
         try:
             preset.variant_overrides(algo)  # an unknown variant fails here, before any job starts, not in a worker

@@ -93,6 +93,97 @@ def test_the_report_rewrites_its_presets_readme_block_and_nothing_else(tmp_path)
     assert readme_results.blocks(readme) == {"a": "old a\n", "b": "| new |\n"}
 
 
+def test_published_figures_stand_beside_the_measured_ones_marked_as_not_run_here(tmp_path, monkeypatch):
+    from benchmarks import published
+    from benchmarks.diagnostics import step_cost
+
+    (tmp_path / "published.yml").write_text(
+        "sources:\n  P: {title: a paper's runs, url: 'https://example.org/p'}\nrows:\n"
+        "  - {algo: ppo, source: P, seeds: 5, env_steps: 10, returns: {Pendulum-v1: [-150, 20]}, note: other settings}\n"
+        "  - {algo: mbpo, source: P, seeds: 4, env_steps: 10, returns: {Pendulum-v1: [-140.4, 9.6], Hopper-v4: [1, 1]}}\n"
+        "  - {algo: mbpo, source: P, seeds: 4, env_steps: 20, returns: {Pendulum-v1: [-130, 5]}}\n"
+    )
+    monkeypatch.setattr(published, "PUBLISHED", tmp_path / "published.yml")
+    monkeypatch.setattr(step_cost, "RESULTS", tmp_path)
+    cost = dict(algo="mbpo", env="Pendulum-v1", device="cpu", timed_env_steps=10, seconds_per_1000_env_steps=512.3)
+    write_rows(tmp_path / "step_cost.csv", [{**cost, "machine": "m"}], step_cost.FIELDS)
+    setting = presets.EnvSetting("Pendulum-v1", 10, 5, -1000.0)
+    preset = presets.Preset(envs=(setting,), algos=("ppo",))
+    rows = [dict(algo="ppo", env="Pendulum-v1", seed=0, env_steps=steps, eval_return=-steps, eval_return_std=0,
+                 wall_clock_s=steps, diagnostics="{}") for steps in (0, 5, 10)]  # fmt: skip
+    write_rows(tmp_path / "p.csv", rows, run.FIELDS)
+    curves = report.load(tmp_path / "p.csv")
+    mbpo = "mbpo, published ([P](https://example.org/p)), not run here (512 s per 1,000 env steps here on cpu)"
+    text = report.table(curves, preset).splitlines()
+    header = next(line for line in text if line.startswith("| algo"))
+    published_lines = [line for line in text if "published" in line and line.startswith("|")]
+    # the figures at the env's budget only, each in the return column of that budget, in every table column
+    assert published_lines == [
+        "| ppo, published ([P](https://example.org/p)), not run here | 5 | — | — | -150 ± 20 |" + " — |" * 5,
+        f"| {mbpo} | 4 | — | — | -140 ± 10 |" + " — |" * 5,
+    ]
+    assert all(line.count(" | ") == header.count(" | ") for line in published_lines)
+    sources = next(line for line in text if line.startswith("Published figures: "))
+    assert "[P](https://example.org/p): a paper's runs" in sources and "ppo [P]: other settings" in sources
+    # the README's summary leaves out the published figures of an algorithm measured here
+    summary = report.summary(curves, preset).splitlines()
+    assert [line for line in summary if "published" in line] == [f"| {mbpo} | 4 | -140 ± 10 |" + " — |" * 3]
+
+
+def test_step_cost_times_the_training_steps_after_the_random_ones_and_keeps_one_row_per_measurement(
+    tmp_path, monkeypatch, capsys
+):
+    from benchmarks.diagnostics import step_cost
+
+    sac_entry = dict(policy="MlpPolicy", learning_starts=100, buffer_size=1000, policy_kwargs="dict(net_arch=[8])")
+    monkeypatch.setattr(presets, "zoo_hyperparams", lambda algo, env, entries: sac_entry)
+    preset = presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 1000, 500, -1000.0),), algos=("sac",))
+    learnt = []
+    learn = step_cost.build_job
+
+    def recording_build(*args):
+        manager, model = learn(*args)
+        model_learn = model.learn
+        model.learn = lambda steps, **kwargs: learnt.append((steps, model.num_timesteps)) or model_learn(steps, **kwargs)
+        return manager, model
+
+    monkeypatch.setattr(step_cost, "build_job", recording_build)
+    cost, device = step_cost.seconds_per_1000_steps(preset, "sac", preset.envs[0], 20)
+    assert learnt == [(100, 0), (20, 100)]  # the random-action steps untimed, then the timed ones that train
+    assert cost > 0 and device == "cpu"
+
+    monkeypatch.setattr(step_cost, "RESULTS", tmp_path)
+    monkeypatch.setitem(step_cost.PRESETS, "tiny", preset)
+    for _ in range(2):
+        step_cost.main(["--preset", "tiny", "--algo", "sac", "--steps", "10"])
+    costs = step_cost.read_costs()
+    assert list(costs) == [("sac", "Pendulum-v1")] and list(costs["sac", "Pendulum-v1"]) == ["cpu"]  # measured again
+    assert "s per 1,000 env steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        step_cost.main(["--preset", "tiny", "--algo", "sac", "--env", "Hopper-v4"])
+
+
+def test_the_runner_builds_tqc_and_crossq_with_their_zoo_hyperparameters_and_takes_a_device(tmp_path, monkeypatch):
+    from sb3_contrib import TQC, CrossQ
+
+    setting = presets.BENCHMARK_PRESETS["hopper-100k"].envs[0]
+    preset = dataclasses.replace(presets.BENCHMARK_PRESETS["hopper-100k"], device="cpu")
+    for algo, algo_class in [("tqc", TQC), ("crossq", CrossQ)]:
+        _, model = run.build_job(preset, algo, setting, 0, str(tmp_path))
+        assert isinstance(model, algo_class)
+        assert model.learning_starts == presets.zoo_hyperparams(algo, setting.env_id)["learning_starts"]
+        model.env.close()
+    # --device replaces the preset's for every job
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(run, "check_jobs", lambda preset, todo: [])
+    tiny = presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 512, 256, -1000.0),), algos=("ppo",), seeds=(0,))
+    monkeypatch.setitem(run.PRESETS, "tiny", tiny)
+    started = []
+    monkeypatch.setattr(run.LocalBackend, "results", lambda self, function, todo: started.extend(todo) or iter(()))
+    run.main(["--preset", "tiny", "--workers", "1", "--device", "cuda"])
+    assert [job.preset.device for job in started] == ["cuda"]
+
+
 def test_report_opens_with_the_command_and_each_machine_once_not_the_operation_notes(tmp_path):
     machine = "Linux-6.1-x86_64; 2 CPU cores; python 3.11.7"
     (tmp_path / "machine.txt").write_text(
