@@ -1,6 +1,6 @@
 """
 The presets of ``python -m benchmarks.run``: what a preset is (envs, algorithms, seeds, hyperparameter overrides), and
-the benchmarks proper, PolyGRAD against PPO, SAC and TRPO with each algorithm's RL Zoo hyperparameters.
+the benchmarks proper, PolyGRAD against PPO, SAC, TRPO and TQC with each algorithm's RL Zoo hyperparameters.
 
 The variants that reproduce the runs kept with a preset's results are data beside them, in
 ``results/<preset>/variants.yml`` (:func:`recorded_variants`). The single-task diagnostics that explain the
@@ -66,6 +66,12 @@ class Preset:
         if label and label not in self.variants:
             raise ValueError(f"{algo}: the preset has no variant {label!r} (it has {sorted(self.variants)})")
         return self.variants.get(label, {})
+
+    def label(self, algo: str) -> str:
+        """The legend and table name of ``algo``: a variant that imagines with the simulator is marked as a diagnostic."""
+        if self.variant_overrides(algo).get("imagination") == "simulator":
+            return f"{algo} (diagnostic: simulator rollouts)"
+        return algo
 
     def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
         """

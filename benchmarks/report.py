@@ -1,17 +1,18 @@
 """
 Turn a benchmark CSV into learning curves (against env steps and against wall-clock), a Markdown table of returns at
-fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline, tables of PolyGRAD's world-model and learner
-figures, and the evaluations so far of the jobs that have not finished (running, or killed and not yet resumed).
+fixed budgets with PolyGRAD's sample-efficiency ratio to each baseline and the published figures of the field beside
+them, tables of PolyGRAD's world-model and learner figures (``polygrad_figures.py``), and the evaluations so far of the
+jobs that have not finished (running, or killed and not yet resumed).
 
     python -m benchmarks.report --preset quick
 
-Writes ``benchmarks/results/<preset>/{curves.png, curves_wallclock.png, table.md}``, and ``curves_variants.png`` with
-every variant where the main curves draw only some (``Preset.plotted_variants``).
+Writes ``benchmarks/results/<preset>/{curves.png, curves_wallclock.png, table.md}``, ``curves_variants.png`` with
+every variant where the main curves draw only some (``Preset.plotted_variants``), and the preset's results in the
+README where it holds a block for them (``readme_results.py``).
 """
 
 import argparse
 import csv
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,27 +21,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from benchmarks import readme_results
+from benchmarks import polygrad_figures, readme_results
 from benchmarks.diagnostics.step_cost import read_costs
 from benchmarks.presets import EnvSetting, Preset
 from benchmarks.published import PublishedRow, published_rows
 from benchmarks.run import PRESETS, RESULTS
 
 Curves = dict[tuple[str, str], dict[int, list[tuple[int, float, float]]]]  # (algo, env) -> seed -> [(steps, ret, secs)]
-# (algo, env) -> env steps -> seed -> the figures logged by then (benchmarks.run's diagnostics column)
-Diagnostics = dict[tuple[str, str], dict[int, dict[int, dict[str, float]]]]
-# The world-model table's columns: (logged key, heading)
-WORLD_MODEL_FIGURES = (
-    ("world_model/state_mse_h1", "imagined, k = 1"),
-    ("world_model/data_actions_state_mse_h1", "recorded actions, k = 1"),
-    ("world_model/state_mse_h9", "imagined, k = 9"),
-    ("world_model/data_actions_state_mse_h9", "recorded actions, k = 9"),
-    ("train/imagined_action_std", "action std of z"),
-    ("train/imagined_action_bias", "action bias of z"),
-    ("world_model/termination_rate", "ends, flagged"),
-    ("world_model/rule_termination_rate", "ends, rule"),
-    ("world_model/true_termination_rate", "ends, simulator"),
-)
 
 
 def load(path: Path) -> Curves:
@@ -50,24 +37,6 @@ def load(path: Path) -> Curves:
             point = (int(row["env_steps"]), float(row["eval_return"]), float(row["wall_clock_s"]))
             curves[(row["algo"], row["env"])][int(row["seed"])].append(point)
     return curves
-
-
-def load_diagnostics(path: Path) -> Diagnostics:
-    """The diagnostics column of a benchmark CSV (rows written before it existed, or of other algorithms, are empty)."""
-    out: Diagnostics = defaultdict(lambda: defaultdict(dict))
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            figures = json.loads(row.get("diagnostics") or "{}")
-            if figures:
-                out[(row["algo"], row["env"])][int(row["env_steps"])][int(row["seed"])] = figures
-    return out
-
-
-def label(preset: Preset, algo: str) -> str:
-    """The legend and table name of ``algo``: a variant that imagines with the simulator is marked as a diagnostic."""
-    if preset.variant_overrides(algo).get("imagination") == "simulator":
-        return f"{algo} (diagnostic: simulator rollouts)"
-    return algo
 
 
 def steps_to_threshold(points: list[tuple[int, float, float]], threshold: float) -> float:
@@ -131,7 +100,7 @@ def plot(
             ys = np.array([[p[1] for p in r[:n]] for r in runs])
             style = dict(lw=2 if algo == "polygrad" else 1.2, ls="--" if "[" in algo else "-", color=colours[algo])
             seed_count = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
-            ax.plot(xs, ys.mean(axis=0), label=f"{label(preset, algo)} ({seed_count})", **style)
+            ax.plot(xs, ys.mean(axis=0), label=f"{preset.label(algo)} ({seed_count})", **style)
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.15, color=colours[algo])
         ax.axhline(setting.threshold, color="grey", ls=":", lw=1)
         ax.set(title=setting.env_id, xlabel=xlabel, ylabel="deterministic eval return")
@@ -206,7 +175,7 @@ def table(curves: Curves, preset: Preset) -> str:
             polygrad = figures["polygrad"].reach if "polygrad" in figures else None
             ratio = "—" if algo == "polygrad" else ratio_text(polygrad, found.reach)
             lines.append(
-                f"| {label(preset, algo)} | {found.seeds} | {cells} | {steps_text(found.reach)} | {ratio} "
+                f"| {preset.label(algo)} | {found.seeds} | {cells} | {steps_text(found.reach)} | {ratio} "
                 f"| {found.wall:.0f} | {wall_ratio_text(figures, algo)} |"
             )
         shown = published_rows(setting.env_id, setting.budget)
@@ -252,7 +221,7 @@ def summary(curves: Curves, preset: Preset) -> str:
         for algo in (algo for algo in preset.plotted_algos() if algo in figures):
             found = figures[algo]
             lines.append(
-                f"| {label(preset, algo)} | {found.seeds} | {mean_std_text(found.returns[-1])} "
+                f"| {preset.label(algo)} | {found.seeds} | {mean_std_text(found.returns[-1])} "
                 f"| {mean_std_text(found.held)} | {steps_text(found.reach)} | {wall_ratio_text(figures, algo)} |"
             )
         for row in published_rows(setting.env_id, setting.budget):
@@ -262,98 +231,6 @@ def summary(curves: Curves, preset: Preset) -> str:
                 )
         lines.append("")
     return "\n".join(lines)
-
-
-# The learner table's columns: what the actor-critic learned from and with
-LEARNER_FIGURES = (
-    ("eval/sampled_return", "eval return, sampled actions"),
-    ("imagination/reward_mean", "imagined reward per step"),
-    ("imagination/done_rate", "imagined termination rate"),
-    ("train/std", "policy action std"),
-)
-
-
-def figure_cell(value: float) -> str:
-    """A diagnostic figure in a table: 3 significant digits, whole numbers from 100 on (returns, not 1.19e+03)."""
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
-def figures_table(
-    diagnostics: Diagnostics, preset: Preset, figures: tuple[tuple[str, str], ...], mean_label: str, heading: str
-) -> str:
-    """
-    A section of the report: ``heading``, then per PolyGRAD run (algo and env) the latest value of each of ``figures``
-    at each evaluation, mean over seeds, and a last row with each column's mean of sizes over its rows. Empty when no
-    run logged any of them.
-
-    :param diagnostics: the figures of a benchmark CSV (:func:`load_diagnostics`)
-    :param preset: the preset the CSV belongs to (for the runs' names)
-    :param figures: the columns, as (logged key, heading)
-    :param mean_label: the first cell of the last row
-    :param heading: the section's title and the paragraph that says what its figures are
-    """
-    lines = []
-    keys = [key for key, _ in figures]
-    for (algo, env), by_step in sorted(diagnostics.items()):
-        rows, table_means = [], []
-        for steps, by_seed in sorted(by_step.items()):
-            means = [float(np.mean([s[key] for s in by_seed.values() if key in s] or [np.nan])) for key in keys]
-            if not all(np.isnan(means)):
-                rows.append(f"| {steps:,} | {len(by_seed)} | " + " | ".join(map(figure_cell, means)) + " |")
-                table_means.append(means)
-        if rows:
-            # The run in one line; a signed figure's signs would cancel, so the mean is of sizes.
-            columns = np.abs(np.array(table_means)).T
-            overall = [np.nanmean(column) if not np.isnan(column).all() else np.nan for column in columns]
-            rows.append(f"| {mean_label} | | " + " | ".join(map(figure_cell, overall)) + " |")
-            lines += [
-                f"### {env}, {label(preset, algo)}",
-                "",
-                "| env steps | seeds | " + " | ".join(heading for _, heading in figures) + " |",
-                "|---:|---:|" + "---:|" * len(figures),
-                *rows,
-                "",
-            ]
-    return heading + "\n\n" + "\n".join(lines) if lines else ""
-
-
-def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
-    """
-    PolyGRAD's world-model figures at each evaluation, mean over seeds: open-loop state MSE of imagined trajectories
-    against the same world model given the recorded actions, the imagined actions' standardised std and bias under
-    the policy (on-policy: 1 and 0), and how often the imagined windows end (flagged by the world model, by the task's
-    rule, in the simulator). Empty when no run logged them.
-    """
-    heading = (
-        "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
-        "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
-        "logged every `world_model_eval_freq` env steps); the standardised std and bias of the imagined actions "
-        "under the policy (on-policy: 1 and 0); and the share of those imagined windows that end within the window "
-        "as the world model flags it, by the task's termination rule applied to the imagined states (nan where the "
-        "rule is not known), and in the simulator given the same actions (`world_model/termination_rate`, "
-        "`world_model/rule_termination_rate`, `world_model/true_termination_rate`): the learner ends its imagined "
-        "episodes by the first or the second (`imagined_terminations`), so fewer ends than the simulator's means "
-        "imagination misses falls. The latest figures logged by each evaluation, mean over seeds."
-    )
-    return figures_table(diagnostics, preset, WORLD_MODEL_FIGURES, "mean (bias: mean size)", heading)
-
-
-def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
-    """
-    What PolyGRAD's actor-critic learned at each evaluation and from what, mean over seeds: the evaluation return of
-    the policy's sampled actions, the reward per step and termination rate of the imagined trajectories (raw units,
-    before ``reward_scale``) and the policy's action std. Empty when no run logged them.
-    """
-    heading = (
-        "## Learner figures\n\nThe evaluation return of the policy's sampled actions (`eval/sampled_return`: as many "
-        "episodes as the deterministic evaluations above, with the actions the actor-critic learns; nan for runs "
-        "that did not log it), the reward per step and the termination rate of the imagined trajectories the "
-        "actor-critic learns from (`imagination/reward_mean`, `imagination/done_rate`: raw rewards, before "
-        "`reward_scale`; the stochastic policy's, where the evaluations above are the deterministic one's), and the "
-        "policy's action std (`train/std`, in actions scaled to [-1, 1]), the latest logged by each evaluation, mean "
-        "over seeds."
-    )
-    return figures_table(diagnostics, preset, LEARNER_FIGURES, "mean", heading)
 
 
 def unfinished_table(unfinished: Path, preset: Preset, finished: Iterable[tuple[str, str, int]]) -> str:
@@ -375,7 +252,7 @@ def unfinished_table(unfinished: Path, preset: Preset, finished: Iterable[tuple[
             continue
         evaluations = ", ".join(f"{int(r['env_steps']) / 1000:g}k: {float(r['eval_return']):.0f}" for r in rows)
         lines.append(
-            f"| {label(preset, job['algo'])} | {job['env']} | {job['seed']} | {int(rows[-1]['env_steps']):,} | {evaluations} |"
+            f"| {preset.label(job['algo'])} | {job['env']} | {job['seed']} | {int(rows[-1]['env_steps']):,} | {evaluations} |"
         )
     if not lines:
         return ""
@@ -452,10 +329,10 @@ def main() -> None:
         "over seeds): above 1, PolyGRAD needs fewer env steps. Wall-clock excludes evaluation and is only comparable "
         "between algorithms of the same run.\n\n" + table(curves, preset)
     )
-    diagnostics = load_diagnostics(folder / f"{args.preset}.csv")
+    diagnostics = polygrad_figures.load(folder / f"{args.preset}.csv")
     sections = (
-        world_model_table(diagnostics, preset),
-        learner_table(diagnostics, preset),
+        polygrad_figures.world_model_table(diagnostics, preset),
+        polygrad_figures.learner_table(diagnostics, preset),
         unfinished_table(
             folder / "unfinished", preset, {(algo, env, seed) for (algo, env), seeds in curves.items() for seed in seeds}
         ),

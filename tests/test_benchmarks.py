@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import presets, report, run
+from benchmarks import polygrad_figures, presets, report, run
 from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.csv_rows import write_rows
 from benchmarks.diagnostics import ip_presets
@@ -252,20 +252,20 @@ def test_report_holds_the_second_half_mean_the_wall_clock_ratio_and_the_world_mo
     # polygrad: 600 at 100k, 800 = mean(1000, 600) over 50k-100k, 8.0x PPO's wall-clock
     assert "| polygrad | 1 | 10 | 1000 | 600 | 800 | 50,000 |" in text and "| 800 | 8.0x |" in text
     assert "| polygrad[simulator] (diagnostic: simulator rollouts) | 1 |" in text
-    world_model = report.world_model_table(report.load_diagnostics(path), preset)
+    world_model = polygrad_figures.world_model_table(polygrad_figures.load(path), preset)
     # no rule termination logged (a task whose rule is not known): nan
     assert "| 50,000 | 1 | nan | nan | 2 | 0.5 | 1 | -0.1 | 0.02 | nan | 0.05 |" in world_model
     assert "| 100,000 | 1 | nan | nan | 4 | 0.5 | 1 | 0.3 | 0.02 | nan | 0.05 |" in world_model
     assert "| mean (bias: mean size) | | nan | nan | 3 | 0.5 | 1 | 0.2 | 0.02 | nan | 0.05 |" in world_model  # |bias|
     assert "ppo" not in world_model  # no figures logged
     # the learner's figures are a table of their own, empty for runs that did not log them
-    assert report.learner_table(report.load_diagnostics(path), preset) == ""
+    assert polygrad_figures.learner_table(polygrad_figures.load(path), preset) == ""
     learner = {"eval/sampled_return": 1500.0, "imagination/reward_mean": 1.9, "imagination/done_rate": 0.05, "train/std": 0.8}
     seed_1 = dict(algo="polygrad", env="Hopper-v4", seed=1, env_steps=100_000, eval_return=600.0, eval_return_std=0)
     seed_1 |= dict(wall_clock_s=800.0, diagnostics=json.dumps({**later, **learner}))
     with path.open("a", newline="") as f:
         csv.DictWriter(f, run.FIELDS).writerow(seed_1)
-    learner_text = report.learner_table(report.load_diagnostics(path), preset)
+    learner_text = polygrad_figures.learner_table(polygrad_figures.load(path), preset)
     # at 100k seed 0 logged none of them and seed 1 did: the means are seed 1's; the mean row is over that one row
     assert "| 100,000 | 2 | 1500 | 1.9 | 0.05 | 0.8 |" in learner_text
     assert "| mean | | 1500 | 1.9 | 0.05 | 0.8 |" in learner_text
