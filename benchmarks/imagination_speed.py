@@ -3,7 +3,7 @@ How fast PolyGRAD imagines and trains, as a fraction of what this machine's matr
 
 Measures, in one run: the machine's fp32 matmul throughput (a large square matmul); imagined transitions per second of
 the guided sampler: the plain eager loop (the step embedding per sample and step, as the reference), the eager
-sampler and the compiled one (``compile_imagination``), side by side, with the largest difference of their samples;
+sampler and the compiled one (``imagination_kwargs['compile']``), side by side, with the largest difference of their samples;
 and denoiser training steps per second. Both for the paper's configuration (Hopper sizes, H = 10, N = 128, batch
 1024, residual MLP 1024 x 6, policy 256 x 256) and for the shipped CPU configuration (InvertedPendulum sizes, the CPU
 entry of ``hyperparams/polygrad.yml``). Networks are freshly initialised: speed does not depend on the weights. From
@@ -186,9 +186,9 @@ def imagine_call(model: DiffusionWorldModel, obs0: th.Tensor, policy: PolyGRADPo
 
 
 def imagination_rows(config: SpeedConfig, peak: float, repeats: int, device: th.device) -> tuple[list[str], float]:
-    """The plain loop, the eager sampler and the compiled one (``compile_imagination``), timed in alternating rounds so
-    that a change in the machine's load touches all alike, and their samples compared from the same random numbers.
-    Returns the table rows and the fastest path's seconds per imagination."""
+    """The plain loop, the eager sampler and the compiled one (``imagination_kwargs['compile']``), timed in alternating
+    rounds so that a change in the machine's load touches all alike, and their samples compared from the same random
+    numbers. Returns the table rows and the fastest path's seconds per imagination."""
     eager, fast, policy, obs0 = samplers(config, device)
     plain = copy.deepcopy(eager)
     plain.ema_denoiser = PerSampleStepEmbedding(plain.ema_denoiser)
@@ -296,8 +296,8 @@ def main() -> None:
         "Imagination: the plain eager loop (the diffusion-step embedding computed per sample at every step, as in the "
         "reference), the eager sampler (what the denoiser needs of each step computed once per imagination, the input "
         "projection folded into the input layer, the policy evaluated once at the start states) and the compiled one "
-        "(`compile_imagination=True`; CUDA graphs on a GPU). The matmul floor is the time of the path's own matrix "
-        "products (every `addmm` and `mm` the profiler records in one imagination; the compiled path runs the eager "
+        "(`imagination_kwargs=dict(compile=True)`; CUDA graphs on a GPU). The matmul floor is the time of the path's own "
+        "matrix products (every `addmm` and `mm` the profiler records in one imagination; the compiled path runs the eager "
         "sampler's) run back to back with nothing else, and its share of the path's time: how close the path runs to "
         "the limit at its own shapes. Denoiser FLOPs count the per-sample layers of the network as trained (not the "
         "step embedding): the work one step stands for. The last column is the largest absolute difference of the "

@@ -102,12 +102,12 @@ def world_model_table(diagnostics: Diagnostics, preset: Preset) -> str:
     heading = (
         "## World-model figures\n\nOpen-loop state MSE in MuJoCo of the imagination the learner trains on and of the "
         "same world model given the recorded actions (`world_model/state_mse_h*`, `world_model/data_actions_state_mse_h*`, "
-        "logged every `world_model_eval_freq` env steps); the standardised std and bias of the imagined actions "
-        "under the policy (on-policy: 1 and 0); and the share of those imagined windows that end within the window "
+        "logged every 10,000 env steps by `WorldModelEvaluationCallback`); the standardised std and bias of the imagined "
+        "actions under the policy (on-policy: 1 and 0); and the share of those imagined windows that end within the window "
         "as the world model flags it, by the task's termination rule applied to the imagined states (nan where the "
         "rule is not known), and in the simulator given the same actions (`world_model/termination_rate`, "
         "`world_model/rule_termination_rate`, `world_model/true_termination_rate`): the learner ends its imagined "
-        "episodes by the first or the second (`imagined_terminations`), so fewer ends than the simulator's means "
+        "episodes by the first or the second (`imagination_kwargs` `terminations`), so fewer ends than the simulator's means "
         "imagination misses falls. The latest figures logged by each evaluation, mean over seeds."
     )
     return figures_table(diagnostics, preset, WORLD_MODEL_FIGURES, "mean (bias: mean size)", heading)

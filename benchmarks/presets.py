@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from sb3_polygrad.imagination import imagination_options
 from sb3_polygrad.zoo.registration import HyperparamsName, hyperparams_path
 
 RESULTS = Path(__file__).parent / "results"
@@ -77,10 +78,17 @@ class Preset:
         """
         The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides. An
         override that is a dict updates the entry's dict of the same name (``policy_kwargs``: a variant that changes
-        ``init_std`` keeps the entry's ``net_arch``).
+        ``init_std`` keeps the entry's ``net_arch``). An override that names another imagination method keeps those of
+        the entry's ``imagination_kwargs`` that the method takes (a simulator variant of a closed-loop entry keeps its
+        ``start_window``, not its ``row_lag``), as the options of one method mean nothing to another.
         """
         merged = zoo_hyperparams(split_variant(algo)[0], env_id, self.polygrad_entries)
         for overrides in (self.hyperparam_overrides, self.variant_overrides(algo)):
+            method = overrides.get("imagination", merged.get("imagination", "guided"))
+            if method != merged.get("imagination", "guided") and "imagination_kwargs" in merged:
+                given = {**merged["imagination_kwargs"], **overrides.get("imagination_kwargs", {})}
+                taken = imagination_options(method, given)
+                merged["imagination_kwargs"] = {k: v for k, v in merged["imagination_kwargs"].items() if k in taken}
             for key, value in overrides.items():
                 entry_value = merged.get(key)
                 merged[key] = {**entry_value, **value} if isinstance(value, dict) and isinstance(entry_value, dict) else value

@@ -145,6 +145,8 @@ def run_job(
     from stable_baselines3.common.logger import KVWriter
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
+    from sb3_polygrad.callbacks import WorldModelEvaluationCallback
+
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
     base_algo = split_variant(algo)[0]
@@ -234,6 +236,8 @@ def run_job(
             model, rows[:], train_time = resumed
         sampled_eval_env = manager.create_envs(1, eval_env=True) if base_algo == "polygrad" else None
         manager.callbacks.append(TimedEval(manager.create_envs(1, eval_env=True), train_time, sampled_eval_env))
+        # PolyGRAD's world model's open-loop error every 10k env steps: the world_model/* diagnostics of its rows
+        manager.callbacks += [WorldModelEvaluationCallback(eval_freq=10_000)] if base_algo == "polygrad" else []
         # The zoo's manager.learn would count env steps from 0 again; a resumed model goes on from its own count. As
         # the zoo does for its log_interval -2, None turns SB3's periodic log dumps off (its signature says int).
         model.learn(setting.budget - model.num_timesteps, callback=manager.callbacks,

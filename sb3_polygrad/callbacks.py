@@ -1,4 +1,5 @@
-"""Callbacks for PolyGRAD's ``learn``: videos of what the world model imagines, written to files and TensorBoard."""
+"""Callbacks for PolyGRAD's ``learn``: videos of what the world model imagines, written to files and TensorBoard, and
+the open-loop error of its imagination against the simulator, logged (``world_model/*``)."""
 
 import warnings
 from collections.abc import Iterator
@@ -12,7 +13,11 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 
+from sb3_polygrad.common.simulator import make_simulator_env
+from sb3_polygrad.common.termination_rules import TerminationRule, termination_rule
+from sb3_polygrad.polygrad.arguments import integer
 from sb3_polygrad.polygrad.polygrad import PolyGRAD
+from sb3_polygrad.polygrad.world_model_evaluation import world_model_errors
 from sb3_polygrad.video.frames import encode_gif, make_render_env, write_video
 from sb3_polygrad.video.imagination import buffer_start_states, imagination_video
 
@@ -159,3 +164,66 @@ class ImaginationVideoCallback(BaseCallback):
         if self._render_env is not None:
             self._render_env.close()
             self._render_env = None
+
+
+class WorldModelEvaluationCallback(BaseCallback):
+    """
+    Every ``eval_freq`` env steps, once the world model has started training, the open-loop error of the model's
+    imagination against the simulator (``polygrad/world_model_evaluation.py``), logged under ``world_model/*``
+    (``docs/logged_metrics.md``). It measures at the start of a rollout, where the model has trained on every step it
+    counts.
+
+    Its random numbers come from generators of its own: training runs the same, to the bit, with or without it. It
+    needs a MuJoCo env built from a registered id; with another it warns once and logs nothing.
+
+    :param eval_freq: env steps between evaluations
+    :param n_trajectories: trajectories imagined and replayed in the simulator at each evaluation
+    :param verbose: verbosity of the callback (SB3's convention; this callback does not print)
+    """
+
+    model: PolyGRAD
+
+    def __init__(self, eval_freq: int = 10_000, n_trajectories: int = 100, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        integer("[1, inf)").check("eval_freq", eval_freq)
+        integer("[1, inf)").check("n_trajectories", n_trajectories)
+        self.eval_freq = eval_freq
+        self.n_trajectories = n_trajectories
+        self._env: gym.Env | None = None
+        self._rule: TerminationRule | None = None
+        self._unavailable = False
+        self._next_eval = eval_freq
+
+    def _init_callback(self) -> None:
+        if not isinstance(self.model, PolyGRAD):
+            raise TypeError(f"WorldModelEvaluationCallback needs a PolyGRAD model, got {type(self.model).__name__}")
+
+    def _on_training_start(self) -> None:
+        # A model that goes on from a checkpoint has been evaluated up to its step count.
+        self._next_eval = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
+
+    def _on_rollout_start(self) -> None:
+        steps = self.model.num_timesteps
+        # Before learning_starts the world model has not trained: there is nothing to measure.
+        if self._unavailable or steps < self._next_eval or steps <= self.model.learning_starts:
+            return
+        self._next_eval = (steps // self.eval_freq + 1) * self.eval_freq
+        if self._env is None:
+            env = self.model.get_env()
+            assert env is not None  # learn() runs with an env
+            self._env = make_simulator_env(env, self.model.seed) if self.model.replay_buffer.sim_states is not None else None
+            if self._env is None:
+                self._unavailable = True
+                warnings.warn("WorldModelEvaluationCallback needs a MuJoCo env built from a registered id: it logs nothing")
+                return
+            self._rule = termination_rule(env)
+        for key, value in world_model_errors(self.model, self._env, self.n_trajectories, self._rule).items():
+            self.logger.record(key, value)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None

@@ -20,7 +20,6 @@ def tiny_kwargs() -> dict:
         n_diffusion_steps=8,
         train_freq=4,
         gradient_steps=1,
-        world_model_eval_freq=0,
         world_model_kwargs=dict(denoiser_kwargs=dict(hidden_dim=16, num_layers=1, embed_dim=16)),
         policy_kwargs=dict(net_arch=[16]),
     )

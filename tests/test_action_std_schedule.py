@@ -20,7 +20,9 @@ class RecordStd(BaseCallback):
 
 
 def test_the_scheduled_action_std_moves_linearly_over_the_budget_and_is_not_learnt(tiny_kwargs):
-    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, action_std_schedule=(1.0, 0.3), **tiny_kwargs)
+    model = PolyGRAD(
+        "MlpPolicy", "Pendulum-v1", seed=0, actor_critic_kwargs=dict(action_std_schedule=(1.0, 0.3)), **tiny_kwargs
+    )
     assert model.actor.std().mean().item() == pytest.approx(1.0)
     callback = RecordStd()
     model.learn(BUDGET, callback=callback)
@@ -42,11 +44,13 @@ def test_without_a_schedule_the_std_is_learnt(tiny_kwargs):
 
 
 def test_a_scheduled_std_survives_save_and_load(tiny_kwargs, tmp_path):
-    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, action_std_schedule=[0.8, 0.4], **tiny_kwargs)
+    model = PolyGRAD(
+        "MlpPolicy", "Pendulum-v1", seed=0, actor_critic_kwargs=dict(action_std_schedule=[0.8, 0.4]), **tiny_kwargs
+    )
     model.learn(200)
     model.save(tmp_path / "model.zip")
     loaded = PolyGRAD.load(tmp_path / "model.zip")
-    assert loaded.action_std_schedule == (0.8, 0.4)  # a YAML list is kept as a tuple
+    assert loaded.actor_critic_config().action_std_schedule == (0.8, 0.4)  # a YAML or JSON list, as a tuple
     assert th.equal(loaded.actor.std(), model.actor.std()) and not loaded.actor.log_std.requires_grad
     assert loaded.actor.std().mean().item() == pytest.approx(0.4, abs=1e-5)  # the end of the budget
 
@@ -62,7 +66,9 @@ class StopAt(BaseCallback):
 
 def test_a_run_stopped_and_continued_from_its_save_goes_on_along_the_same_schedule(tiny_kwargs, tmp_path):
     # As benchmarks.run resumes a job: learn(budget - done, reset_num_timesteps=False) on the loaded model.
-    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, action_std_schedule=(1.0, 0.3), **tiny_kwargs)
+    model = PolyGRAD(
+        "MlpPolicy", "Pendulum-v1", seed=0, actor_critic_kwargs=dict(action_std_schedule=(1.0, 0.3)), **tiny_kwargs
+    )
     model.learn(BUDGET, callback=StopAt(BUDGET // 2))
     assert model.num_timesteps == BUDGET // 2
     assert model.actor.std().mean().item() == pytest.approx(0.65, abs=0.01)  # half-way: 0.3 + 0.7 / 2
@@ -88,4 +94,4 @@ def test_a_run_stopped_and_continued_from_its_save_goes_on_along_the_same_schedu
 )
 def test_an_action_std_schedule_out_of_range_is_refused_when_the_model_is_built(tiny_kwargs, schedule, message):
     with pytest.raises(ValueError, match=message):
-        PolyGRAD("MlpPolicy", "Pendulum-v1", action_std_schedule=schedule, **tiny_kwargs)
+        PolyGRAD("MlpPolicy", "Pendulum-v1", actor_critic_kwargs=dict(action_std_schedule=schedule), **tiny_kwargs)

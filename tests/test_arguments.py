@@ -1,4 +1,5 @@
-"""Every numeric argument of PolyGRAD, and of the world model, denoiser and policy it builds, has a range it enforces."""
+"""Every numeric argument of PolyGRAD, of its components' options, and of the world model, denoiser and policy it builds,
+has a range it enforces."""
 
 import inspect
 import math
@@ -9,7 +10,12 @@ import typing
 import pytest
 
 from sb3_polygrad import PolyGRAD, PolyGRADPolicy
+from sb3_polygrad.imagination import ClosedLoopOptions, GuidedOptions, ImaginationSetup, StateClipOptions
+from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig
 from sb3_polygrad.world_model.world_model import DENOISERS, DiffusionWorldModel
+
+# The options of imagination_kwargs: those of every method (ImaginationSetup's) and each method's own.
+IMAGINATION_OPTIONS = [ImaginationSetup, GuidedOptions, ClosedLoopOptions, StateClipOptions]
 
 # Computed by PolyGRAD from the env, not passed on from the user.
 DERIVED = {"obs_dim", "action_dim", "transition_dim"}
@@ -31,6 +37,10 @@ def placed(name: str, value: object) -> tuple[dict, str]:
     """PolyGRAD keyword arguments that pass ``value`` as ``name`` where it belongs, and the name the error must give."""
     if name in inspect.signature(PolyGRAD.__init__).parameters:
         return {name: value}, name
+    if name in inspect.signature(ActorCriticConfig.__init__).parameters:
+        return {"actor_critic_kwargs": {name: value}}, f"actor_critic_kwargs[{name!r}]"
+    if any(name in inspect.signature(cls.__init__).parameters for cls in IMAGINATION_OPTIONS):
+        return {"imagination_kwargs": {name: value}}, f"imagination_kwargs[{name!r}]"
     if name in inspect.signature(DiffusionWorldModel.__init__).parameters:
         return {"world_model_kwargs": {name: value}}, f"world_model_kwargs[{name!r}]"
     if any(name in inspect.signature(cls.__init__).parameters for cls in DENOISERS.values()):
@@ -50,7 +60,8 @@ def placed(name: str, value: object) -> tuple[dict, str]:
         (dict(learning_rate=-3e-4), "learning_rate"),
         (dict(learning_rate=lambda progress: -3e-4 * progress), "learning_rate"),
         (dict(ent_coef=-1.0), "ent_coef"),
-        (dict(max_grad_norm=-1.0), "max_grad_norm"),
+        (dict(actor_critic_kwargs=dict(max_grad_norm=-1.0)), "actor_critic_kwargs['max_grad_norm']"),
+        (dict(imagination_kwargs=dict(row_lag=-1.0)), "imagination_kwargs['row_lag']"),
         (dict(train_freq=(0, "step")), "train_freq"),
         (dict(batch_size=2.5), "batch_size"),
         (dict(world_model_kwargs=dict(ema_update_every=0)), "world_model_kwargs['ema_update_every']"),
@@ -70,7 +81,7 @@ def test_every_numeric_argument_has_a_range():
     from sb3_polygrad.polygrad.arguments import RANGES
 
     numeric = set()
-    for cls in [PolyGRAD, DiffusionWorldModel, PolyGRADPolicy, *DENOISERS.values()]:
+    for cls in [PolyGRAD, ActorCriticConfig, *IMAGINATION_OPTIONS, DiffusionWorldModel, PolyGRADPolicy, *DENOISERS.values()]:
         numeric.update(numeric_parameters(cls))
     assert numeric - RANGES.keys() == set(), "declare the range of a new argument in sb3_polygrad/polygrad/arguments.py"
     assert RANGES.keys() - numeric == set(), "a range for an argument that no longer exists"

@@ -284,6 +284,18 @@ def test_preset_variants_are_polygrad_runs_with_their_overrides_on_top_of_the_pr
         preset.hyperparams("polygrad[h4]", "InvertedPendulum-v4")
 
 
+def test_a_variant_with_another_imagination_keeps_only_the_entrys_options_that_it_takes():
+    # Hopper's CPU entry imagines closed loop; its simulator variant stands in for guided imagination, as its runs did.
+    preset = presets.BENCHMARK_PRESETS["hopper-100k"]
+    entry = presets.zoo_hyperparams("polygrad", "Hopper-v4", "cpu")["imagination_kwargs"]
+    assert entry["row_lag"] == 2.0
+    merged = preset.hyperparams("polygrad[entry1-simulator]", "Hopper-v4")
+    assert merged["imagination"] == "simulator"
+    kept = {"state_change_clip_steps": entry["state_change_clip_steps"], "start_window": None, "terminations": "world_model"}
+    assert merged["imagination_kwargs"] == kept  # no row_lag; the variant's own options on top
+    assert preset.hyperparams("polygrad[tau0.2]", "Hopper-v4")["imagination_kwargs"] == entry  # the same method: all
+
+
 def test_a_dict_override_updates_the_entrys_dict_instead_of_replacing_it():
     variants = {"std": {"policy_kwargs": {"init_std": 0.3}}}
     preset = presets.Preset(envs=(presets.IP_20K,), algos=("polygrad",), variants=variants)
@@ -314,11 +326,11 @@ def test_recorded_variants_are_read_from_beside_the_presets_results(tmp_path, mo
     assert presets.recorded_variants("fresh") == {}  # no results, no recorded variants
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "variants.yml").write_text(
-        "# what each is\nb: {tau: 0.2}\na: {imagination_start_window: null, policy_kwargs: {init_std: 0.3}}\n"
+        "# what each is\nb: {tau: 0.2}\na: {imagination_kwargs: {start_window: null}, policy_kwargs: {init_std: 0.3}}\n"
     )
     variants = presets.recorded_variants("p")
     assert list(variants) == ["b", "a"]  # the file's order, which the grid and the report keep
-    assert variants["a"] == {"imagination_start_window": None, "policy_kwargs": {"init_std": 0.3}}
+    assert variants["a"] == {"imagination_kwargs": {"start_window": None}, "policy_kwargs": {"init_std": 0.3}}
     preset = presets.Preset(envs=(presets.IP_20K,), algos=("polygrad",), variants=variants)
     shipped = presets.zoo_hyperparams("polygrad", "InvertedPendulum-v4")
     assert preset.hyperparams("polygrad[b]", "InvertedPendulum-v4") == {**shipped, "tau": 0.2}
@@ -338,10 +350,12 @@ def test_every_polygrad_job_of_every_preset_builds_with_its_own_hyperparameters(
             _, model = run.build_job(preset, algo, setting, 0, str(tmp_path))
             assert isinstance(model, PolyGRAD) and model.num_timesteps == 0
             hyperparams = preset.hyperparams(algo, setting.env_id)
-            for key in ("gamma", "tau", "imagination", "action_std_schedule"):
-                if key in hyperparams:  # the zoo's YAML lists reach the model as tuples
-                    expected = hyperparams[key]
-                    assert getattr(model, key) == (tuple(expected) if isinstance(expected, list) else expected)
+            for key in ("gamma", "tau", "imagination", "imagination_kwargs", "actor_critic_kwargs"):
+                if key in hyperparams:
+                    assert getattr(model, key) == hyperparams[key], key
+            schedule = hyperparams.get("actor_critic_kwargs", {}).get("action_std_schedule")
+            # the zoo's YAML list reaches the actor-critic as a tuple
+            assert model.actor_critic_config().action_std_schedule == (tuple(schedule) if schedule else None)
             model.env.close()
 
 
@@ -349,7 +363,7 @@ def test_a_grid_with_a_job_the_algorithm_rejects_starts_no_job(tmp_path, monkeyp
     monkeypatch.setattr(run, "RESULTS", tmp_path)
     preset = dataclasses.replace(
         presets.BENCHMARK_PRESETS["halfcheetah-100k"],
-        variants={"std0.3to0.1": {"action_std_schedule": [0.3, 0.1]}},
+        variants={"std0.3to0.1": {"actor_critic_kwargs": {"action_std_schedule": [0.3, 0.1]}}},
         plotted_variants=None,
     )
     monkeypatch.setitem(run.PRESETS, "bad", preset)
@@ -359,7 +373,9 @@ def test_a_grid_with_a_job_the_algorithm_rejects_starts_no_job(tmp_path, monkeyp
         run.main(["--preset", "bad", "--algos", "polygrad", "polygrad[std0.3to0.1]", "--seeds", "0", "--workers", "1"])
     assert not started and not (tmp_path / "bad").exists()
     error = capsys.readouterr().err
-    assert "polygrad[std0.3to0.1] HalfCheetah-v4: ValueError: action_std_schedule (0.3, 0.1) must stay above" in error
+    assert (
+        "polygrad[std0.3to0.1] HalfCheetah-v4: ValueError: actor_critic_kwargs['action_std_schedule'] (0.3, 0.1) must" in error
+    )
     assert "polygrad HalfCheetah-v4" not in error  # the entry builds
 
 
@@ -404,7 +420,7 @@ def test_consistency_ratios_skip_ended_windows_and_come_with_an_interval():
 
 
 def test_a_killed_job_continues_from_its_last_checkpoint(tmp_path, tiny_kwargs):
-    overrides = {**tiny_kwargs, "n_sampling_steps": None, "state_change_clip_steps": None}
+    overrides = {**tiny_kwargs, "n_sampling_steps": None, "imagination_kwargs": {"state_change_clip_steps": None}}
 
     def preset(budget: int) -> presets.Preset:
         return presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", budget, 150, -1000.0),), algos=("polygrad",),
@@ -529,7 +545,8 @@ def test_critic_check_sets_the_critic_against_the_returns_of_the_policys_own_epi
 
     from benchmarks.diagnostics import critic_check
 
-    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, reward_scale=0.5, **tiny_kwargs)
+    learner = dict(reward_scale=0.5)
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, actor_critic_kwargs=learner, **tiny_kwargs)
     model.learn(200)
     episodes = critic_check.run_episodes(model, "InvertedPendulum-v4", max_steps=120, deterministic=True, n_episodes=1)
     found = critic_check.check(model, episodes)
@@ -689,7 +706,7 @@ def test_polygrad_jobs_log_their_sampled_actions_return_and_leave_the_determinis
 ):
     from stable_baselines3.common import evaluation
 
-    overrides = {**tiny_kwargs, "n_sampling_steps": None, "state_change_clip_steps": None}
+    overrides = {**tiny_kwargs, "n_sampling_steps": None, "imagination_kwargs": {"state_change_clip_steps": None}}
     preset = presets.Preset(envs=(presets.EnvSetting("Pendulum-v1", 300, 150, -1000.0),), algos=("polygrad",),
                             seeds=(0,), n_eval_episodes=1, hyperparam_overrides=overrides)  # fmt: skip
     rows = run.run_job(preset, "polygrad", preset.envs[0], 0)

@@ -178,18 +178,13 @@ def test_closed_loop_model_saves_and_loads_its_imagination(tiny_kwargs, tmp_path
     [
         (dict(imagination="closed_loop"), "causal_mlp"),
         (dict(imagination="closed_loop", denoiser="causal_mlp", world_model_kwargs=dict(per_row_noise=False)), "per_row"),
-        (dict(imagination="closed_loop", denoiser="causal_mlp", imagination_row_lag=-1.0), "imagination_row_lag"),
+        (
+            dict(imagination="closed_loop", denoiser="causal_mlp", imagination_kwargs=dict(row_lag=-1.0)),
+            r"imagination_kwargs\['row_lag'\] must be",
+        ),
         (dict(world_model_kwargs=dict(per_row_noise=True)), "causal_mlp"),
     ],
 )
 def test_closed_loop_settings_that_cannot_run_fail_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PolyGRAD("MlpPolicy", "Pendulum-v1", **kwargs)
-
-
-def test_a_checkpoint_from_before_the_rename_loads_with_guided_imagination(tiny_kwargs, tmp_path):
-    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
-    model.imagination = "world_model"  # the name guided imagination had
-    model.save(tmp_path / "old")
-    loaded = PolyGRAD.load(tmp_path / "old")
-    assert loaded.imagination == "guided" and type(loaded.imaginer).__name__ == "GuidedImagination"

@@ -22,7 +22,7 @@ from benchmarks import backends, run
 def tiny_preset(tiny_kwargs: dict) -> run.Preset:
     """PolyGRAD on Pendulum-v1 for 300 env steps, evaluated on one episode at 0, 150 and 300 steps, seeds 0 and 1."""
     # n_sampling_steps and the state clip of the zoo's CPU entry do not fit the tiny 8-step diffusion.
-    overrides = {**tiny_kwargs, "n_sampling_steps": None, "state_change_clip_steps": None}
+    overrides = {**tiny_kwargs, "n_sampling_steps": None, "imagination_kwargs": {"state_change_clip_steps": None}}
     return run.Preset(
         envs=(run.EnvSetting("Pendulum-v1", 300, 150, -1000.0),),
         algos=("polygrad",),

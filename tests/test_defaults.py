@@ -12,9 +12,11 @@ import pytest
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.baselines import AutoregressiveDiffusion, PolyGRADWorldModel
 from sb3_polygrad.baselines.polygrad_world_model import DEFAULT_LEARNING_RATES
+from sb3_polygrad.imagination import ClosedLoopOptions, GuidedOptions
 from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig
 from sb3_polygrad.polygrad.policies import Actor, PolyGRADPolicy
 from sb3_polygrad.world_model import DiffusionSchedule, DiffusionWorldModel, PolicyGuidedSampler
+from sb3_polygrad.world_model.closed_loop_sampler import ClosedLoopSampler
 
 
 def defaults(cls: type) -> dict[str, Any]:
@@ -26,7 +28,13 @@ def defaults(cls: type) -> dict[str, Any]:
 # (builder, inner class, {inner name: builder name} where they differ, {inner name: why the defaults differ})
 PAIRS: list[tuple[type, type, dict[str, str], dict[str, str]]] = [
     (PolyGRAD, DiffusionWorldModel, {}, {}),
-    (PolyGRAD, PolicyGuidedSampler, {"compile": "compile_imagination"}, {}),
+    (GuidedOptions, PolicyGuidedSampler, {}, {}),
+    (
+        ClosedLoopOptions,
+        ClosedLoopSampler,
+        {},
+        {"state_change_clip_steps": "the sampler takes a count; the options' None is the reference's t <= 10 scaled to N"},
+    ),
     (PolyGRAD, ActorCriticConfig, {}, {}),
     (DiffusionWorldModel, DiffusionSchedule, {"tau": "noise_schedule_tau"}, {}),
     (DiffusionWorldModel, PolicyGuidedSampler, {}, {}),
@@ -35,10 +43,13 @@ PAIRS: list[tuple[type, type, dict[str, str], dict[str, str]]] = [
         PolyGRAD,
         PolyGRADWorldModel,
         {},
-        {
-            "learning_rate": "the denoiser's rate (PolyGRAD's world_model_learning_rate, checked below), not the actor's",
-            "guidance_learning_rate": "the paper's world-model-only runs tune g at 3e-2, its online runs at 3e-3",
-        },
+        {"learning_rate": "the denoiser's rate (PolyGRAD's world_model_learning_rate, checked below), not the actor's"},
+    ),
+    (
+        GuidedOptions,
+        PolyGRADWorldModel,
+        {},
+        {"guidance_learning_rate": "the paper's world-model-only runs tune g at 3e-2, its online runs at 3e-3"},
     ),
     (
         PolyGRAD,

@@ -5,7 +5,21 @@ import pytest
 
 from sb3_polygrad import PolyGRAD, PolyGRADPolicy
 from sb3_polygrad.buffers import PolyGRADReplayBuffer
-from sb3_polygrad.callbacks import ImaginationVideoCallback
+from sb3_polygrad.callbacks import ImaginationVideoCallback, WorldModelEvaluationCallback
+from sb3_polygrad.imagination import (
+    ClosedLoopImagination,
+    ClosedLoopOptions,
+    GuidedImagination,
+    GuidedOptions,
+    ImaginationSetup,
+    RuleTerminations,
+    SequentialImagination,
+    SimulatorImagination,
+    SimulatorOptions,
+    StateClipOptions,
+    WorldModelNeeds,
+)
+from sb3_polygrad.polygrad.actor_critic import ActorCriticConfig
 from sb3_polygrad.polygrad.arguments import Range
 from sb3_polygrad.video.states import ObservationLayout
 from sb3_polygrad.world_model import (
@@ -29,6 +43,19 @@ from sb3_polygrad.world_model import (
         CausalResidualMLPDenoiser,
         TransformerDenoiser,
         ImaginationVideoCallback,
+        WorldModelEvaluationCallback,
+        ActorCriticConfig,
+        ImaginationSetup,
+        GuidedOptions,
+        ClosedLoopOptions,
+        StateClipOptions,
+        SimulatorOptions,
+        WorldModelNeeds,
+        GuidedImagination,
+        ClosedLoopImagination,
+        SequentialImagination,
+        SimulatorImagination,
+        RuleTerminations,
         ObservationLayout,
         Range,
     ],

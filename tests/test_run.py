@@ -11,6 +11,7 @@ from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, SimpleMulti
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
 from sb3_polygrad import PolyGRAD
+from sb3_polygrad.callbacks import WorldModelEvaluationCallback
 from sb3_polygrad.world_model.denoisers import TransformerDenoiser
 
 
@@ -26,10 +27,13 @@ class CountSteps(BaseCallback):
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
 def test_learn_runs_and_logs(env_id, tiny_kwargs, tmp_path):
-    kwargs = {**tiny_kwargs, "world_model_eval_freq": 100, "world_model_eval_trajectories": 8}
-    model = PolyGRAD("MlpPolicy", env_id, seed=0, tensorboard_log=str(tmp_path), **kwargs)
+    model = PolyGRAD("MlpPolicy", env_id, seed=0, tensorboard_log=str(tmp_path), **tiny_kwargs)
     callback = CountSteps()
-    model.learn(300, callback=callback, progress_bar=True)
+    # Pendulum is no MuJoCo env: the world-model evaluation warns that it logs nothing, and the run goes on
+    evaluation = WorldModelEvaluationCallback(eval_freq=100, n_trajectories=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.learn(300, callback=[callback, evaluation], progress_bar=True)
     # only real env steps count
     assert model.num_timesteps == 300 and callback.calls == 300
     assert model._n_updates > 0
@@ -39,25 +43,31 @@ def test_learn_runs_and_logs(env_id, tiny_kwargs, tmp_path):
     assert action.shape == model.action_space.shape and model.action_space.contains(action)
 
 
-def test_world_model_error_is_logged_on_mujoco(tiny_kwargs):
-    kwargs = {**tiny_kwargs, "world_model_eval_freq": 100, "world_model_eval_trajectories": 8}
-    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **kwargs)
-    recorded = {}
+class Spy(BaseCallback):
+    """Keep every value the model logs, by key."""
 
-    class Spy(BaseCallback):
-        def _on_training_start(self) -> None:
-            record = self.model.logger.record
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: dict[str, float] = {}
 
-            def spy(key, value, exclude=None):
-                recorded[key] = value
-                record(key, value, exclude)
+    def _on_training_start(self) -> None:
+        record = self.model.logger.record
 
-            self.model.logger.record = spy
+        def spy(key, value, exclude=None):
+            self.recorded[key] = value
+            record(key, value, exclude)
 
-        def _on_step(self) -> bool:
-            return True
+        self.model.logger.record = spy
 
-    model.learn(300, callback=Spy())
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_world_model_error_is_logged_on_mujoco_by_the_callback_only(tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs)
+    spy = Spy()
+    model.learn(300, callback=[spy, WorldModelEvaluationCallback(eval_freq=100, n_trajectories=8)])
+    recorded = spy.recorded
     for key in [
         "world_model/state_mse_h1",
         "world_model/reward_mse_h0",
@@ -75,6 +85,22 @@ def test_world_model_error_is_logged_on_mujoco(tiny_kwargs):
         assert key in recorded, key
         assert np.isfinite(recorded[key])
     assert model.replay_buffer.sim_states is not None
+    # without the callback, the same run logs no world-model error
+    without = Spy()
+    PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs).learn(300, callback=without)
+    assert "train/critic_loss" in without.recorded
+    assert not [key for key in without.recorded if key.startswith("world_model/")]
+
+
+def test_world_model_evaluation_callback_checks_its_arguments_and_model():
+    with pytest.raises(ValueError, match=r"^eval_freq must be an integer in"):
+        WorldModelEvaluationCallback(eval_freq=0)
+    with pytest.raises(ValueError, match=r"^n_trajectories must be an integer in"):
+        WorldModelEvaluationCallback(n_trajectories=2.5)  # type: ignore[arg-type]
+    from stable_baselines3 import SAC
+
+    with pytest.raises(TypeError, match="needs a PolyGRAD model"):
+        SAC("MlpPolicy", "Pendulum-v1").learn(1, callback=WorldModelEvaluationCallback())
 
 
 def test_learning_rate_schedule_decaying_to_zero_runs_to_the_end(tiny_kwargs):
@@ -106,11 +132,15 @@ def sampler_setting(name: str):
     "overrides, reached, expected",
     [
         (dict(denoiser="transformer"), lambda model: type(model.world_model.denoiser), TransformerDenoiser),
-        (dict(guidance_type="none"), sampler_setting("guidance_type"), "none"),
-        (dict(guidance_type="sample"), sampler_setting("guidance_type"), "sample"),
-        (dict(update_states=True), sampler_setting("update_states"), True),
-        (dict(action_clip_std=None), sampler_setting("action_clip_std"), None),
-        (dict(states_for_guidance="posterior_mean"), sampler_setting("states_for_guidance"), "posterior_mean"),
+        (dict(imagination_kwargs=dict(guidance_type="none")), sampler_setting("guidance_type"), "none"),
+        (dict(imagination_kwargs=dict(guidance_type="sample")), sampler_setting("guidance_type"), "sample"),
+        (dict(imagination_kwargs=dict(update_states=True)), sampler_setting("update_states"), True),
+        (dict(imagination_kwargs=dict(action_clip_std=None)), sampler_setting("action_clip_std"), None),
+        (
+            dict(imagination_kwargs=dict(states_for_guidance="posterior_mean")),
+            sampler_setting("states_for_guidance"),
+            "posterior_mean",
+        ),
         (dict(n_sampling_steps=4), lambda model: len(model.world_model.schedule.sampling_t), 4),
     ],
 )
@@ -140,6 +170,7 @@ def record_imagination(model: PolyGRAD) -> list:
 
 def test_simulator_imagination_trains_on_the_simulators_rollouts(tiny_kwargs):
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination="simulator", seed=0, **tiny_kwargs)
+    assert type(model.imaginer.world_model_imagination()).__name__ == "GuidedImagination"  # evaluated: guided, by default
     rollouts = record_imagination(model)
     model.learn(200)
     assert model._n_updates > 0 and len(model.imaginer._envs) == tiny_kwargs["imagination_batch_size"]
@@ -152,7 +183,7 @@ def test_simulator_imagination_trains_on_the_simulators_rollouts(tiny_kwargs):
 
 def test_sequential_imagination_trains_on_on_policy_samples(tiny_kwargs):
     model = PolyGRAD("MlpPolicy", "Pendulum-v1", imagination="sequential", denoiser="causal_mlp", seed=0, **tiny_kwargs)
-    log_guidance_scale = model.log_guidance_scale.clone()
+    assert model.log_guidance_scale is None  # no guidance to tune
     rollouts = record_imagination(model)
     model.learn(200)
     assert model._n_updates > 0
@@ -162,12 +193,11 @@ def test_sequential_imagination_trains_on_on_policy_samples(tiny_kwargs):
         mean, std = model.policy.action_distribution_params(traj.observations[:, :-1])
     z = (traj.actions[:, :-1] - mean) / std
     assert abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1.0) < 0.1
-    assert th.equal(model.log_guidance_scale, log_guidance_scale)  # no guidance to tune
 
 
 @pytest.mark.parametrize("window", [None, 40])
 def test_imagination_starts_among_the_newest_transitions_when_given_a_window(window, tiny_kwargs):
-    model = PolyGRAD("MlpPolicy", "Pendulum-v1", imagination_start_window=window, seed=0, **tiny_kwargs)
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", imagination_kwargs=dict(start_window=window), seed=0, **tiny_kwargs)
     starts: list[th.Tensor] = []
     imagine = model.imaginer.imagine
     model.imaginer.imagine = lambda start, generator=None: starts.append(start.observations[:, 0]) or imagine(start, generator)  # type: ignore[method-assign]
@@ -196,18 +226,20 @@ def test_unsupported_spaces_fail_early():
     [
         (dict(horizon=1), "horizon"),
         (dict(batch_size=0), "batch_size"),
-        (dict(guidance_scale=-1.0), "guidance_scale"),
-        (dict(guidance_type="gradient"), "guidance_type"),
+        (dict(imagination_kwargs=dict(guidance_scale=-1.0)), "guidance_scale"),
+        (dict(imagination_kwargs=dict(guidance_type="gradient")), "guidance_type"),
         (dict(denoiser="unet"), "denoiser"),
-        (dict(line_search_ratio=1.5), "line_search_ratio"),
+        (dict(actor_critic_kwargs=dict(line_search_ratio=1.5)), "actor_critic_kwargs\\['line_search_ratio'\\]"),
         (dict(learning_starts=5, horizon=10), "learning_starts"),
         (dict(n_sampling_steps=200), "n_sampling_steps"),
         (dict(world_model_kwargs=dict(denoiser_kwargs=dict(widht=3))), "widht"),
-        (dict(imagination="oracle"), "imagination"),
         (dict(imagination="simulator"), "MuJoCo"),
         (dict(imagination="sequential"), "causal_mlp"),
-        (dict(imagination_start_window=0), "imagination_start_window"),
-        (dict(imagination_start_window=9), "imagination_start_window \\(9\\) must hold a 10-step window"),
+        (dict(imagination_kwargs=dict(start_window=0)), "imagination_kwargs\\['start_window'\\] must be"),
+        (
+            dict(imagination_kwargs=dict(start_window=9)),
+            "imagination_kwargs\\['start_window'\\] \\(9\\) must hold a 10-step window",
+        ),
     ],
 )
 def test_bad_hyperparameters_fail_early(kwargs, match):
@@ -217,7 +249,8 @@ def test_bad_hyperparameters_fail_early(kwargs, match):
 
 def test_questionable_settings_warn():
     with pytest.warns(UserWarning, match="tune_guidance"):
-        PolyGRAD("MlpPolicy", "Pendulum-v1", guidance_type="none", imagination_batch_size=128, n_diffusion_steps=4)
+        kwargs = dict(imagination_batch_size=128, n_diffusion_steps=4)
+        PolyGRAD("MlpPolicy", "Pendulum-v1", imagination_kwargs=dict(guidance_type="none"), **kwargs)
     with pytest.warns(UserWarning, match="horizon"):
         PolyGRAD(
             "MlpPolicy",
@@ -275,8 +308,8 @@ def test_compiled_imagination_on_a_cpu_without_a_cpp_compiler_is_rejected_when_b
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setenv("PATH", "")
     with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
-        PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", compile_imagination=True, **tiny_kwargs)
+        PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", imagination_kwargs=dict(compile=True), **tiny_kwargs)
     PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_kwargs)  # eager imagination needs none
     monkeypatch.setenv("CXX", "sh")  # a $CXX that exists is taken as the compiler
     monkeypatch.setenv("PATH", "/bin:/usr/bin")
-    PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", compile_imagination=True, **tiny_kwargs)
+    PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", imagination_kwargs=dict(compile=True), **tiny_kwargs)

@@ -28,7 +28,16 @@ def state_of(model: PolyGRAD) -> dict[str, th.Tensor]:
 
 
 def test_save_load_keeps_everything(tiny_kwargs, tmp_path):
-    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs)
+    imagination_kwargs = dict(start_window=200, guidance_learning_rate=0.01, state_change_clip_steps=3)
+    actor_critic_kwargs = dict(reward_scale=0.5, target_policy_update=0.02, action_std_schedule=(1.0, 0.5))
+    model = PolyGRAD(
+        "MlpPolicy",
+        "InvertedPendulum-v4",
+        seed=0,
+        imagination_kwargs=imagination_kwargs,
+        actor_critic_kwargs=actor_critic_kwargs,
+        **tiny_kwargs,
+    )
     model.learn(300)
     # the learned state differs from a fresh model's in every part
     assert model.log_guidance_scale.item() != pytest.approx(np.log(0.005))
@@ -43,8 +52,13 @@ def test_save_load_keeps_everything(tiny_kwargs, tmp_path):
     for key in before:
         assert th.equal(before[key].cpu(), after[key].cpu()), key
     assert loaded.num_timesteps == 300 and loaded.horizon == model.horizon
-    assert loaded.world_model.sampler.state_change_clip_steps == model.world_model.sampler.state_change_clip_steps
-    assert loaded.gae_lambda == model.gae_lambda and loaded.target_policy_update == model.target_policy_update
+    assert loaded.world_model.sampler.state_change_clip_steps == model.world_model.sampler.state_change_clip_steps == 3
+    # the components' options: as given, and as the actor-critic and the imagination method read them
+    assert loaded.imagination_kwargs == imagination_kwargs
+    assert loaded.actor_critic_kwargs == {**actor_critic_kwargs, "action_std_schedule": [1.0, 0.5]}  # JSON's list
+    assert loaded.actor_critic_config() == model.actor_critic_config()
+    assert loaded._imagination_setup == model._imagination_setup
+    assert loaded.imaginer.learning_rate == 0.01  # type: ignore[attr-defined]  # guided imagination's tuner
 
     obs = np.random.default_rng(0).normal(size=(20, 4))
     assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
@@ -123,3 +137,12 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tiny_kwargs, 
     for source in (tmp_path / "model.zip", tmp_path / "new" / "model.zip", io.BytesIO(stream.getvalue())):
         assert PolyGRAD.load(source).num_timesteps == 160
     assert sorted(path.name for path in tmp_path.rglob("*")) == ["buffer.pkl", "model.zip", "model.zip", "new"]
+
+
+def test_a_model_saved_before_the_options_were_grouped_is_refused_rather_than_loaded_without_them(tiny_kwargs, tmp_path):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.reward_scale = 0.1  # type: ignore[attr-defined]  # as an earlier version saved its flat arguments
+    model.imagination_start_window = 5000  # type: ignore[attr-defined]
+    model.save(tmp_path / "old")
+    with pytest.raises(ValueError, match=r"arguments \['reward_scale', 'imagination_start_window'\] are now"):
+        PolyGRAD.load(tmp_path / "old")

@@ -5,7 +5,9 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_polygrad import PolyGRAD
+from sb3_polygrad.callbacks import WorldModelEvaluationCallback
 from sb3_polygrad.common.termination_rules import HealthyBox, TerminationRule, termination_rule
+from sb3_polygrad.imagination import RuleTerminations
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
 
@@ -60,7 +62,8 @@ def test_non_finite_observations_terminate_where_the_task_says_so():
 
 
 def test_env_rule_sets_the_dones_the_actor_critic_learns_from(tiny_kwargs):
-    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagined_terminations="env_rule", seed=0, **tiny_kwargs)
+    env_rule = dict(terminations="env_rule")
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination_kwargs=env_rule, seed=0, **tiny_kwargs)
     learned: list[ImaginedTrajectory] = []
     train = model._train_actor_critic
     model._train_actor_critic = lambda trajectory: learned.append(trajectory) or train(trajectory)  # type: ignore[method-assign]
@@ -73,9 +76,8 @@ def test_env_rule_sets_the_dones_the_actor_critic_learns_from(tiny_kwargs):
 
 
 def test_world_model_evaluation_logs_the_rules_termination_rate(tiny_kwargs):
-    kwargs = {**tiny_kwargs, "world_model_eval_freq": 100, "world_model_eval_trajectories": 8}
-    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **kwargs)
-    model.learn(200)
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, **tiny_kwargs)
+    model.learn(200, callback=WorldModelEvaluationCallback(eval_freq=100, n_trajectories=8))
     for prefix in ("", "data_actions_"):
         rate = model.logger.name_to_value[f"world_model/{prefix}rule_termination_rate"]
         assert 0.0 <= rate <= 1.0
@@ -83,17 +85,18 @@ def test_world_model_evaluation_logs_the_rules_termination_rate(tiny_kwargs):
 
 def test_env_rule_fails_early_where_no_rule_is_known():
     with pytest.raises(ValueError, match=r"knows the termination rules of Hopper.*not that of Pendulum-v1"):
-        PolyGRAD("MlpPolicy", "Pendulum-v1", imagined_terminations="env_rule")
-    with pytest.raises(ValueError, match="imagined_terminations must be one of"):
-        PolyGRAD("MlpPolicy", "Pendulum-v1", imagined_terminations="simulator")
+        PolyGRAD("MlpPolicy", "Pendulum-v1", imagination_kwargs=dict(terminations="env_rule"))
+    with pytest.raises(ValueError, match=r"imagination_kwargs\['terminations'\] must be one of"):
+        PolyGRAD("MlpPolicy", "Pendulum-v1", imagination_kwargs=dict(terminations="simulator"))
 
 
 def test_env_rule_survives_save_and_load(tiny_kwargs, tmp_path):
-    model = PolyGRAD("MlpPolicy", "Hopper-v4", imagined_terminations="env_rule", seed=0, **tiny_kwargs)
+    model = PolyGRAD("MlpPolicy", "Hopper-v4", imagination_kwargs=dict(terminations="env_rule"), seed=0, **tiny_kwargs)
     model.save(tmp_path / "model")
     loaded = PolyGRAD.load(tmp_path / "model", env=make_vec_env("Hopper-v4", n_envs=1))
-    assert loaded.imagined_terminations == "env_rule"
-    assert loaded._termination_rule == model._termination_rule is not None
+    assert loaded.imagination_kwargs == {"terminations": "env_rule"}
+    assert isinstance(loaded.imaginer, RuleTerminations) and isinstance(model.imaginer, RuleTerminations)
+    assert loaded.imaginer.rule == model.imaginer.rule is not None
     # Without an env the rule is unknown: imagining says so rather than failing inside.
     obs0 = th.as_tensor(gym.make("Hopper-v4").reset(seed=0)[0][None], dtype=th.float32)
     with pytest.raises(RuntimeError, match=r"load it with env=\.\.\. or call set_env"):
@@ -103,13 +106,13 @@ def test_env_rule_survives_save_and_load(tiny_kwargs, tmp_path):
 @pytest.mark.parametrize("imagination", ["closed_loop", "simulator"])
 def test_imagine_is_the_actor_critics_imagination_with_its_terminal_flags(imagination, tiny_kwargs):
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination=imagination, denoiser="causal_mlp",
-                     imagined_terminations="env_rule", seed=0, **tiny_kwargs)  # fmt: skip
+                     imagination_kwargs=dict(terminations="env_rule"), seed=0, **tiny_kwargs)  # fmt: skip
     obs0 = th.as_tensor(np.stack([gym.make("InvertedPendulum-v4").reset(seed=i)[0] for i in range(8)]), dtype=th.float32)
     imagined = model.imagine(obs0, th.Generator().manual_seed(0))
     # the world model's imagination ("simulator" stands in for guided sampling), the same samples given the same seed
     generator, wm = th.Generator().manual_seed(0), model.world_model
     if imagination == "closed_loop":
-        expected = wm.imagine_closed_loop(obs0, model.policy, model.imagination_row_lag, generator)
+        expected = wm.imagine_closed_loop(obs0, model.policy, 1.0, generator)  # ClosedLoopOptions' default row lag
     else:
         expected = wm.imagine(obs0, model.policy, model.log_guidance_scale.exp().item(), generator)
     assert th.equal(imagined.observations, expected.observations) and th.equal(imagined.actions, expected.actions)

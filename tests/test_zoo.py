@@ -36,7 +36,6 @@ TINY_PARAMS = [
     "horizon:4",
     "n_diffusion_steps:8",
     "n_sampling_steps:None",
-    "world_model_eval_freq:0",
     "world_model_kwargs:dict(denoiser_kwargs=dict(hidden_dim=16,num_layers=1,embed_dim=16))",
     "policy_kwargs:dict(net_arch=[16])",
 ]
@@ -121,11 +120,16 @@ def test_yaml_has_the_paper_and_cpu_entries():
         assert config[f"Hopper-{version}"] == hopper
         for env in ("Walker2d", "HalfCheetah"):
             assert config[f"{env}-{version}"] == {"n_timesteps": 1.5e6, "policy": "MlpPolicy"}
-    # One CPU-sized configuration; InvertedPendulum adds closed-loop imagination to it.
+    # One CPU-sized configuration; InvertedPendulum adds closed-loop imagination to it, with the options it takes.
     cpu = config["InvertedDoublePendulum-v4"]
     for env in ("InvertedDoublePendulum-v5", "Pendulum-v1"):
         assert config[env] == cpu
-    closed_loop = dict(denoiser="causal_mlp", imagination="closed_loop", imagination_row_lag=2.0, n_sampling_steps=None)
+    closed_loop = dict(
+        denoiser="causal_mlp",
+        imagination="closed_loop",
+        imagination_kwargs=dict(row_lag=2.0, state_change_clip_steps=cpu["imagination_kwargs"]["state_change_clip_steps"]),
+        n_sampling_steps=None,
+    )
     for version in ("v4", "v5"):
         assert config[f"InvertedPendulum-{version}"] == {**cpu, **closed_loop}
     assert cpu["n_timesteps"] == 20000 and cpu["n_sampling_steps"] == 16
@@ -141,13 +145,19 @@ def test_cpu_file_has_cpu_sized_locomotion_entries_and_loads_as_a_conf_module():
         assert hopper["n_timesteps"] == 100_000 and hopper["imagination"] == "closed_loop"
         assert hopper["noise_schedule_tau"] == paper[f"Hopper-{version}"]["noise_schedule_tau"]  # the paper's schedule
         assert hopper["world_model_kwargs"]["denoiser_kwargs"]["hidden_dim"] == 256  # not the paper's 1024x6
-        assert (hopper["gamma"], hopper["reward_scale"]) == (0.999, 0.1)  # the zoo's PPO Hopper discount
-        # Walker2d and HalfCheetah: Hopper's sizes and imagination with the paper's default schedule; the discount
-        # and reward scale of Hopper where a fall ends the episode, the paper's where nothing does.
-        sizes = {key: value for key, value in hopper.items() if key not in ("noise_schedule_tau", "gamma", "reward_scale")}
+        learner = hopper["actor_critic_kwargs"]
+        assert (hopper["gamma"], learner["reward_scale"]) == (0.999, 0.1)  # the zoo's PPO Hopper discount
+        # Walker2d and HalfCheetah: Hopper's sizes, imagination and learner with the paper's default schedule; the
+        # discount and reward scale of Hopper where a fall ends the episode, the paper's where nothing does.
+        sizes = {key: value for key, value in hopper.items() if key not in ("noise_schedule_tau", "gamma")}
         for env, discount in (("Walker2d", (0.999, 0.1)), ("HalfCheetah", (0.99, 1.0))):
             entry = cpu.hyperparams[f"{env}-{version}"]
-            assert entry == {**sizes, "noise_schedule_tau": 1.0, "gamma": discount[0], "reward_scale": discount[1]}
+            assert entry == {
+                **sizes,
+                "noise_schedule_tau": 1.0,
+                "gamma": discount[0],
+                "actor_critic_kwargs": {**learner, "reward_scale": discount[1]},
+            }
 
 
 def test_every_yaml_key_reaches_the_constructor(tmp_path):
@@ -171,7 +181,8 @@ def test_every_yaml_key_reaches_the_constructor(tmp_path):
                 kwargs = manager._preprocess_hyperparams(manager.read_hyperparameters()[0])[0]
                 bound = signature.bind(env=None, **kwargs).arguments
                 assert callable(bound.get("learning_rate", print)), "the zoo turns learning rates into schedules"
-                assert all(isinstance(bound.get(key, {}), dict) for key in ["policy_kwargs", "world_model_kwargs"])
+                dicts = ["policy_kwargs", "world_model_kwargs", "imagination_kwargs", "actor_critic_kwargs"]
+                assert all(isinstance(bound.get(key, {}), dict) for key in dicts)
                 print("checked", name, env_id, bound.get("imagination", "guided"))
         """
     )
@@ -185,6 +196,7 @@ def test_sampler_gives_constructor_arguments_and_converter_restores_them():
     sampled = sample_polygrad_params(trial, n_actions=1, n_envs=1, additional_args={})
     assert set(sampled) <= set(inspect.signature(PolyGRAD).parameters)
     assert convert_polygrad_params(trial.params) == sampled
+    assert set(sampled["actor_critic_kwargs"]) == {"target_policy_update"}  # an actor-critic option, in its group
 
 
 # ----- the zoo's commands ----------------------------------------------------------------------------------------------
@@ -229,9 +241,12 @@ def test_a_cpu_entry_trains_through_the_zoo_with_hoppers_learner(tmp_path):
     args = ["-m", "rl_zoo3.train", "--algo", "polygrad", "--env", "Walker2d-v4", "-conf", "sb3_polygrad.zoo.cpu", *QUIET]
     run_python([*args, "-n", "300", "-params", *TINY_PARAMS], tmp_path)
     model = PolyGRAD.load(tmp_path / "logs" / "polygrad" / "Walker2d-v4_1" / "Walker2d-v4.zip", device="cpu")
-    learner = (model.gamma, model.reward_scale, model.tau, model.imagination_start_window, model.imagined_terminations)
-    assert learner == (0.999, 0.1, 0.02, 5000, "env_rule")
-    assert model.action_std_schedule == (1.0, 0.3)  # the YAML list, kept as a tuple
+    config = model.actor_critic_config()
+    assert (model.gamma, config.reward_scale, model.tau) == (0.999, 0.1, 0.02)
+    assert model.imagination_kwargs == dict(
+        row_lag=2.0, state_change_clip_steps=11, start_window=5000, terminations="env_rule"
+    )
+    assert config.action_std_schedule == (1.0, 0.3)  # the YAML list, as a tuple
     # moved along the schedule to the end of the 300-step budget, a training call or two behind
     assert model.actor.std().mean().item() == pytest.approx(0.31, abs=0.011)
 

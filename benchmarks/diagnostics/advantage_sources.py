@@ -6,10 +6,10 @@ gradient, split by the env step at which each imagination's start state was reco
 
 A checkpoint is a folder with ``model.zip`` and ``replay_buffer.pkl``, as ``benchmarks.run`` writes one at each
 evaluation (``<preset>/runs/<job>.ckpt/<env steps>/``). Start windows are drawn as the model's training draws them
-(``imagination_start_window`` included; ``--whole-buffer`` draws from the whole buffer instead), imagined once, and the
-actor's loss is split by start state into groups whose gradients add up to the loss's gradient. For each group: its
-share of the start states, of the squared advantages the actor weighs its log-probabilities by, and of the actor's
-gradient (the group's gradient projected on the whole gradient, over its squared norm: the shares add up to 1).
+(``imagination_kwargs['start_window']`` included; ``--whole-buffer`` draws from the whole buffer instead), imagined
+once, and the actor's loss is split by start state into groups whose gradients add up to the loss's gradient. For each
+group: its share of the start states, of the squared advantages the actor weighs its log-probabilities by, and of the
+actor's gradient (the group's gradient projected on the whole gradient, over its squared norm: the shares add up to 1).
 
 Why: the actor-critic is on-policy, but imagination starts from real states drawn from the whole replay buffer, most
 of them recorded by earlier policies; a group whose share of the gradient far exceeds its share of the start states
@@ -64,7 +64,7 @@ def advantage_sources(
     rows, envs = buffer.sample_window_rows(n_starts, model.horizon, np.random.default_rng(seed), newest)
     recorded = buffer.env_steps_of_rows(rows[:, 0], model.num_timesteps)
     trajectory = model.imaginer.imagine(buffer.windows(rows, envs), th.Generator(device=model.device).manual_seed(seed))
-    learner, cfg = model.learner, model._actor_critic_config()
+    learner, cfg = model.learner, model.actor_critic_config()
     advantages, _, weights = learner.advantages(trajectory, cfg)
     terms, _, _ = learner.actor_terms(trajectory, cfg, advantages, weights)
     parameters = [p for p in model.actor.parameters() if p.requires_grad]
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="the results file is advantage_sources/<name>.md")
     parser.add_argument("--edges", type=int, nargs="+", required=True, help="env steps that bound the groups")
     parser.add_argument("--starts", type=int, default=1024, help="imagined trajectories in the batch")
-    parser.add_argument("--whole-buffer", action="store_true", help="ignore the model's imagination_start_window")
+    parser.add_argument("--whole-buffer", action="store_true", help="ignore the model's imagination start_window")
     args = parser.parse_args()
     if args.starts < 1 or args.edges != sorted(set(args.edges)) or args.edges[0] <= 0:
         parser.error("--starts must be at least 1 and --edges positive and increasing")
@@ -123,7 +123,7 @@ def main() -> None:
     th.set_num_threads(1)
     model = PolyGRAD.load(args.checkpoint / "model.zip", device="cpu")
     model.load_replay_buffer(args.checkpoint / "replay_buffer.pkl")
-    newest = None if args.whole_buffer else model.imagination_start_window
+    newest = None if args.whole_buffer else model.imagination_kwargs.get("start_window")
     groups, num_timesteps = advantage_sources(model, args.edges, args.starts, newest)
     options = ["--name", args.name, "--edges", *map(str, args.edges), "--starts", str(args.starts)]
     options += ["--whole-buffer"] if args.whole_buffer else []

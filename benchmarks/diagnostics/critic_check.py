@@ -122,7 +122,7 @@ def check(model: PolyGRAD, episodes: list[Episode]) -> CriticCheck:
             value = model.policy.predict_values(th.as_tensor(ep.states, device=model.device)).cpu().numpy()  # (T,)
         steps = np.arange(len(ep.rewards))
         values.append(value)
-        returns.append(returns_to_go(ep.rewards, model.gamma, model.reward_scale))
+        returns.append(returns_to_go(ep.rewards, model.gamma, model.actor_critic_config().reward_scale))
         tails.append(np.zeros(len(ep.rewards)) if ep.terminated else model.gamma ** (len(ep.rewards) - steps))
     lengths = [len(ep.rewards) for ep in episodes]
 
@@ -198,7 +198,8 @@ def report(model: PolyGRAD, env_id: str, max_steps: int, n_episodes: int, comman
         f"# Critic check on {env_id}",
         "",
         f"Command: `{command}`. The critic's value V of the states of the policy's own episodes against the discounted "
-        f"return G that followed them, in the critic's units (gamma {model.gamma}, reward_scale {model.reward_scale}), "
+        f"return G that followed them, in the critic's units (gamma {model.gamma}, reward_scale "
+        f"{model.actor_critic_config().reward_scale}), "
         f"mean over {n_episodes} episodes of at most {max_steps:,} steps; tail: the discount weight the episode's end "
         "cut off from G (0 when it terminated).",
         "",

@@ -32,9 +32,10 @@ from benchmarks.diagnostics.imagination_fidelity import measurement_starts, repl
 from benchmarks.presets import zoo_hyperparams
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import simulator_rollouts
-from sb3_polygrad.polygrad.imagination_methods import (
+from sb3_polygrad.imagination import (
     ClosedLoopImagination,
     GuidedImagination,
+    GuidedOptions,
     Imagination,
     SequentialImagination,
 )
@@ -46,17 +47,26 @@ RESULTS = DIAGNOSTICS / "imagination_consistency"
 ROW_LAGS = (0.0, 0.5, 1.0, 2.0)
 TRAJECTORIES = 512
 TUNING_ROUNDS = 300  # guidance-tuner updates before the guided sampler is measured (the tuner's rate is 0.03 on log g)
+# The tuner's rate on log g for a model that did not imagine guided: the CPU entries' guidance_learning_rate.
+TUNING_RATE = 0.03
+
+
+def guided_start(model: PolyGRAD) -> tuple[float, float]:
+    """``log g`` and the tuner's rate that guided imagination starts from: the model's own where it imagined guided,
+    else the default scale and ``TUNING_RATE``."""
+    imagination = model.imaginer.world_model_imagination()
+    if isinstance(imagination, GuidedImagination):
+        return imagination.log_guidance_scale.item(), imagination.learning_rate
+    return float(np.log(GuidedOptions.guidance_scale)), TUNING_RATE
 
 
 def methods(model: PolyGRAD, row_lags: Sequence[float] = ROW_LAGS) -> dict[str, Imagination]:
     """Every imagination the trained world model can run, by label (closed-loop imagination at each of ``row_lags``)."""
-    log_g = th.tensor(model.log_guidance_scale.item())
+    log_g, rate = guided_start(model)
     out: dict[str, Imagination] = {
-        "guided (paper)": GuidedImagination(model.world_model, model.policy, log_g, True, model.guidance_learning_rate)
+        "guided (paper)": GuidedImagination(model.world_model, model.policy, th.tensor(log_g), True, rate)
     }
-    out["guided, bias-corrected"] = BiasCorrectedGuidance(
-        model.world_model, model.policy, log_g.clone(), True, model.guidance_learning_rate
-    )
+    out["guided, bias-corrected"] = BiasCorrectedGuidance(model.world_model, model.policy, th.tensor(log_g), True, rate)
     if model.world_model.per_row_noise:
         for lag in row_lags:
             out[f"closed_loop, row lag {lag:g}"] = ClosedLoopImagination(model.world_model, model.policy, lag)
@@ -78,7 +88,7 @@ class BiasCorrectedGuidance(GuidedImagination):
     both reach their on-policy values (the paper's tuner holds only the std, with g)."""
 
     def adapt(self, action_std: float, action_bias: float) -> dict[str, float]:
-        self.log_guidance_scale -= self.learning_rate * action_bias
+        self.log_guidance_scale.sub_(self.learning_rate * action_bias)
         sampler = self.world_model.sampler
         sampler.action_guidance_noise_scale *= float(np.exp(self.learning_rate * (1.0 - action_std)))
         return {}
@@ -199,6 +209,7 @@ def main() -> None:
     ]
     guided_seconds = None
     sampler = model.world_model.sampler
+    noise_scale = sampler.action_guidance_noise_scale  # the model's own, which the bias-corrected tuner moves
     own_steps = model.world_model.schedule.n_sampling_steps
     for n_steps in [own_steps, *(k for k in args.sampling_steps or () if k != own_steps)]:
         model.world_model.set_n_sampling_steps(n_steps)
@@ -207,7 +218,7 @@ def main() -> None:
         own_actions = f"| {n_steps} | control: the policy's own actions | {first:.4f} | | {last:.4f} |"
         lines.append(own_actions + " |" * 5)
         for label, method in methods(model, args.row_lags).items():
-            sampler.action_guidance_noise_scale = model.action_guidance_noise_scale
+            sampler.action_guidance_noise_scale = noise_scale
             if isinstance(method, GuidedImagination):
                 tune_guidance(method, model)
                 label += f", g = {method.log_guidance_scale.exp().item():.3g}"

@@ -81,6 +81,7 @@ def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) ->
     """Guided imagination of the trained model under each setting of ``SWEEP``, from the same start states."""
     world_model, sampler = model.world_model, model.world_model.sampler
     tuned_scale, n_steps = model.log_guidance_scale.exp().item(), world_model.schedule.n_sampling_steps
+    own_noise_scale = sampler.action_guidance_noise_scale
     lines = [
         "| sampling steps | action noise scale | guidance scale | state MSE k = 1 | imagination ends | replay ends "
         "| std of z | bias of z |",
@@ -100,7 +101,7 @@ def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) ->
             f"| {action_std:.2f} | {action_bias:+.2f} |"
         )
     world_model.set_n_sampling_steps(n_steps)
-    sampler.action_guidance_noise_scale = model.action_guidance_noise_scale
+    sampler.action_guidance_noise_scale = own_noise_scale
     return lines
 
 
@@ -133,7 +134,7 @@ def main() -> None:
             "",
             f"Command: {command}. {len(starts)} recorded start states; the trained model's sampler settings are "
             f"{model.world_model.schedule.n_sampling_steps} sampling steps, action noise scale "
-            f"{model.action_guidance_noise_scale:g} and the tuned guidance scale "
+            f"{model.world_model.sampler.action_guidance_noise_scale:g} and the tuned guidance scale "
             f"{model.log_guidance_scale.exp().item():.3f} (1x). The state error is one step in, where the start state "
             "is exact; z are the actions standardised by the policy at the imagined states (1 and 0 on-policy).",
             "",

@@ -27,7 +27,7 @@ DIAGNOSTIC_PRESETS: dict[str, Preset] = {
     # The causally masked denoiser (world_model/causal_mlp.py), 3 seeds.
     "ip-causal": ip_polygrad(denoiser="causal_mlp"),
     # Two agent rounds per training call and the censored log-likelihood, 3 seeds.
-    "ip-censored": ip_polygrad(agent_gradient_steps=2, censored_log_prob=True),
+    "ip-censored": ip_polygrad(agent_gradient_steps=2, actor_critic_kwargs=dict(censored_log_prob=True)),
     # Learning from rollouts in the simulator instead of imagination (a perfect world model): what the learner does when
     # imagination is exact. Not a world-model method.
     "ip-oracle": ip_polygrad(imagination="simulator"),
@@ -37,12 +37,21 @@ DIAGNOSTIC_PRESETS: dict[str, Preset] = {
     "ip-sequential": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8),
     # ip-sequential at horizon 5: 4 sequential passes instead of 9, half the cost. Not PolyGRAD.
     "ip-sequential-h5": ip_polygrad(imagination="sequential", denoiser="causal_mlp", n_sampling_steps=8, horizon=5),
-    # Single changes to PolyGRAD's InvertedPendulum entry, one seed each, the entry itself beside them. Further seeds of a
-    # variant: --algos 'polygrad[<label>]' --seeds 1 2.
-    "ip-screen": Preset(envs=(IP_20K,), algos=("polygrad",), seeds=(0,), variants=recorded_variants("ip-screen")),
+    # Single changes to PolyGRAD's InvertedPendulum entry as it was when they ran (guided imagination, the CPU entry of
+    # InvertedDoublePendulum today), one seed each, the entry itself beside them. Further seeds of a variant:
+    # --algos 'polygrad[<label>]' --seeds 1 2.
+    "ip-screen": Preset(
+        envs=(IP_20K,),
+        algos=("polygrad",),
+        seeds=(0,),
+        hyperparam_overrides=dict(
+            imagination="guided", denoiser="mlp", n_sampling_steps=16, imagination_kwargs=dict(guidance_learning_rate=0.03)
+        ),
+        variants=recorded_variants("ip-screen"),
+    ),
     # Closed-loop imagination (this package's extension, docs/closed_loop_imagination.md): the causal world model trained
     # with a noise level per row, sampled in one staggered pass whose actions are the policy's own samples. Variants:
-    # how many denoising iterations each imagined step lags the one before it (imagination_row_lag).
+    # how many denoising iterations each imagined step lags the one before it (imagination_kwargs row_lag).
     "ip-closed-loop": Preset(
         envs=(IP_20K,),
         algos=(),

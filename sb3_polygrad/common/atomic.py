@@ -5,7 +5,9 @@ import io
 import os
 import pathlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 
 @contextlib.contextmanager
@@ -35,3 +37,33 @@ def atomic_path(path: str | pathlib.Path | io.BufferedIOBase, suffix: str) -> It
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+class AtomicSaves(OffPolicyAlgorithm):
+    """An off-policy algorithm whose ``save`` and ``save_replay_buffer`` write whole files or none (``atomic_path``)."""
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        SB3's ``save``, written to a temporary file beside ``path`` and renamed onto it: a run killed while saving keeps
+        its previous checkpoint instead of a truncated zip.
+
+        :param path: file to save to (``.zip`` is added to a path without a suffix), or an open stream
+        :param exclude: attributes not to save, beyond the default ones
+        :param include: attributes to save that are excluded by default
+        """
+        with atomic_path(path, suffix="zip") as temporary:
+            super().save(temporary, exclude, include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """
+        SB3's ``save_replay_buffer``, written atomically as ``save`` is.
+
+        :param path: file to save to (``.pkl`` is added to a path without a suffix), or an open stream
+        """
+        with atomic_path(path, suffix="pkl") as temporary:
+            super().save_replay_buffer(temporary)

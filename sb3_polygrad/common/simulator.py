@@ -7,8 +7,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+
+def make_simulator_env(venv: VecEnv, seed: int | None) -> gym.Env | None:
+    """
+    A fresh, unwrapped instance of the task ``venv`` runs, reset once, to replay and roll out from recorded states (the
+    spec's own wrappers, such as ``Monitor``, cannot be rebuilt, nor are needed).
+
+    :param venv: the training env
+    :param seed: the seed of the reset
+    :return: the env, or ``None`` where ``venv`` was not built from a registered id
+    """
+    spec = venv.get_attr("spec")[0]
+    if spec is None:
+        return None
+    env = gym.make(spec.id, **spec.kwargs)
+    env.reset(seed=seed)
+    return env
 
 
 def supports_sim_state(env: gym.Env) -> bool:

@@ -4,7 +4,10 @@ Shape letters: ``B`` batch, ``H`` horizon, ``O`` obs dim, ``A`` action dim.
 """
 
 import math
-from dataclasses import dataclass
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch as th
 from torch import nn
@@ -17,21 +20,35 @@ from sb3_polygrad.world_model.types import ImaginedTrajectory
 @dataclass
 class ActorCriticConfig:
     """
-    Hyperparameters of the imagined actor-critic step (sections 3.4 and 3.5).
+    The options of the imagined actor-critic (sections 3.4 and 3.5): ``gamma``, ``gae_lambda`` and ``ent_coef`` are
+    PolyGRAD's own arguments, as in SB3's PPO; the others are the keys of its ``actor_critic_kwargs``. The defaults are
+    the paper's.
 
     :param gamma: discount factor
     :param gae_lambda: GAE lambda
-    :param reward_scale: factor on the imagined rewards: the critic learns returns in these units
+    :param reward_scale: factor on the imagined rewards before the actor-critic, so that the critic learns scaled
+        returns (the policy gradient keeps its direction: advantages are standardised). Not in the paper: this package's
+        extension for long discounts, whose returns a critic would otherwise take many steps to reach (Adam moves each
+        weight by about its learning rate per step)
     :param ent_coef: entropy bonus weight
-    :param normalize_advantage: standardise advantages over the batch
+    :param normalize_advantage: standardise advantages over the imagined batch
     :param max_grad_norm: gradient-norm clip of actor and critic, each
     :param target_policy_update: target of the mean ``|log pi_old(a|s) - log pi_new(a|s)|`` of one actor step
     :param line_search: retry the actor step with a smaller or larger rate until the update size is on target
     :param line_search_tolerance: relative tolerance around ``target_policy_update``
     :param line_search_ratio: factor applied to the rate at each retry
     :param line_search_max_iters: most retries per step
-    :param censored_log_prob: score actions past the bounds by their probability of being clipped there
-        (``Actor.log_prob(censored=True)``)
+    :param censored_log_prob: in the actor's loss, score an imagined action past the action bounds by the probability
+        of being clipped there, as the env clips it, instead of by the Gaussian density (the paper uses the density,
+        under which actions past the bound keep pushing the tanh mean into saturation; ``Actor.log_prob``)
+    :param adaptive_actor_lr: adapt the actor's learning rate toward ``target_policy_update`` (``AdaptiveLearningRate``)
+    :param actor_lr_learning_rate: Adam rate of the adaptive actor learning rate (on its log)
+    :param action_std_schedule: ``(initial, final)``: the policy's action std is then not learnt but moves linearly
+        from ``initial`` to ``final`` over the learning budget, as the exploration std of DrQ-v2 does (``None``: learnt,
+        as in the paper). This package's extension: with a learnt std the actor-critic optimises its noisy samples, and
+        on Hopper a policy whose samples hop could fall with its mean action, which deterministic evaluation takes; a
+        std that ends small makes the mean action the behaviour it learnt. Both values must exceed the policy's
+        ``min_std``
     """
 
     gamma: float = 0.99
@@ -46,6 +63,44 @@ class ActorCriticConfig:
     line_search_ratio: float = 0.8
     line_search_max_iters: int = 50
     censored_log_prob: bool = False
+    adaptive_actor_lr: bool = True
+    actor_lr_learning_rate: float = 3e-4
+    action_std_schedule: tuple[float, float] | None = None
+
+    @classmethod
+    def from_kwargs(
+        cls, gamma: float, gae_lambda: float, ent_coef: float, actor_critic_kwargs: Mapping[str, Any]
+    ) -> "ActorCriticConfig":
+        """
+        :param gamma: PolyGRAD's discount factor
+        :param gae_lambda: PolyGRAD's GAE lambda
+        :param ent_coef: PolyGRAD's entropy bonus weight
+        :param actor_critic_kwargs: PolyGRAD's ``actor_critic_kwargs``, keys among ``ACTOR_CRITIC_OPTIONS``
+        :return: the configuration
+        :raises ValueError: for another key, naming the valid ones, or an ``action_std_schedule`` that is not two numbers
+        """
+        unknown = sorted(set(actor_critic_kwargs) - set(ACTOR_CRITIC_OPTIONS))
+        if unknown:
+            raise ValueError(f"actor_critic_kwargs takes the keys {list(ACTOR_CRITIC_OPTIONS)}; not {unknown}")
+        kwargs = dict(actor_critic_kwargs)
+        schedule = kwargs.get("action_std_schedule")
+        if schedule is not None:  # a YAML list from the zoo, or a tuple that save() wrote as a JSON list
+            if not isinstance(schedule, (tuple, list)) or len(schedule) != 2 or not all(map(_finite_number, schedule)):
+                raise ValueError(
+                    f"actor_critic_kwargs['action_std_schedule'] must be (initial, final), two numbers, got {schedule!r}"
+                )
+            kwargs["action_std_schedule"] = tuple(schedule)
+        return cls(gamma=gamma, gae_lambda=gae_lambda, ent_coef=ent_coef, **kwargs)
+
+
+# The options that PolyGRAD takes in actor_critic_kwargs: all but its own gamma, gae_lambda and ent_coef.
+ACTOR_CRITIC_OPTIONS: tuple[str, ...] = tuple(
+    f.name for f in fields(ActorCriticConfig) if f.name not in ("gamma", "gae_lambda", "ent_coef")
+)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass

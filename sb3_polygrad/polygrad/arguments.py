@@ -1,6 +1,7 @@
-"""The admissible range of every numeric argument of PolyGRAD and of the world-model, denoiser and policy arguments it
-passes on: one table, checked once at construction (``tests/test_arguments.py`` fails for a numeric constructor
-argument without an entry, so a new argument's range is declared here).
+"""The admissible range of every numeric argument of PolyGRAD, of the options of its components (``actor_critic_kwargs``,
+``imagination_kwargs``) and of the world-model, denoiser and policy arguments it passes on: one table, checked once at
+construction (``tests/test_arguments.py`` fails for a numeric argument or option without an entry, so a new one's range
+is declared here).
 
 Ranges follow from what an argument means: a probability or a discount lies in [0, 1], a rate or a scale is positive,
 a count of updates may be 0 (none), a size must be at least 1. Relations between arguments (``learning_starts >=
@@ -87,10 +88,11 @@ RANGES: dict[str, Range] = {
     "critic_learning_rate": real("(0, inf)"),
     "imagination_batch_size": integer("[1, inf)"),
     "gae_lambda": real("[0, 1]"),
-    "reward_scale": real("(0, inf)"),  # 0 would erase the rewards
     "ent_coef": real("[0, inf)"),
-    "max_grad_norm": real("(0, inf]"),  # inf: no clipping
     "agent_gradient_steps": integer("[0, inf)"),
+    # actor_critic_kwargs: ActorCriticConfig
+    "reward_scale": real("(0, inf)"),  # 0 would erase the rewards
+    "max_grad_norm": real("(0, inf]"),  # inf: no clipping
     "target_policy_update": real("(0, inf)"),
     "actor_lr_learning_rate": real("[0, inf)"),
     "line_search_tolerance": real("[0, inf)"),
@@ -103,16 +105,15 @@ RANGES: dict[str, Range] = {
     "n_diffusion_steps": integer("[1, inf)"),
     "noise_schedule_tau": real("(0, inf)"),
     "n_sampling_steps": integer("[1, inf)"),
+    # imagination_kwargs: ImaginationSetup and the methods' options (sb3_polygrad/imagination)
+    "start_window": integer("[1, inf)"),  # None: the whole buffer
     "guidance_scale": real("(0, inf)"),  # tuned as log g
     "guidance_learning_rate": real("[0, inf)"),
     "action_clip_std": real("(0, inf)"),
     "state_change_clip": real("(0, inf)"),
     "state_change_clip_steps": integer("[0, inf)"),
     "action_guidance_noise_scale": real("[0, inf)"),
-    "imagination_row_lag": real("[0, inf)"),  # 0: every row denoised together
-    "imagination_start_window": integer("[1, inf)"),  # None: the whole buffer
-    "world_model_eval_freq": integer("[0, inf)"),  # 0: never
-    "world_model_eval_trajectories": integer("[1, inf)"),
+    "row_lag": real("[0, inf)"),  # 0: every row denoised together
     # world_model_kwargs: DiffusionWorldModel
     "action_condition_noise_scale": real("[0, inf)"),
     "ema_decay": real("[0, 1)"),
@@ -148,14 +149,41 @@ def _check_group(prefix: str, arguments: Mapping[str, Any]) -> None:
 
 def check_arguments(arguments: Mapping[str, Any]) -> None:
     """
-    Check PolyGRAD's arguments, and those inside ``world_model_kwargs``, its ``denoiser_kwargs`` and ``policy_kwargs``,
-    against ``RANGES``. Names without an entry (not numeric, or a misspelling that the receiving class rejects) pass.
+    Check PolyGRAD's arguments, and those inside ``actor_critic_kwargs``, ``imagination_kwargs``, ``world_model_kwargs``,
+    its ``denoiser_kwargs`` and ``policy_kwargs``, against ``RANGES``. Names without an entry (not numeric, or a
+    misspelling that the receiving class rejects) pass.
 
     :param arguments: PolyGRAD's constructor arguments by name
     :raises ValueError: naming the first argument out of its range, and the range
     """
     world_model_kwargs = arguments.get("world_model_kwargs") or {}
     _check_group("", arguments)
+    _check_group("actor_critic_kwargs", arguments.get("actor_critic_kwargs") or {})
+    _check_group("imagination_kwargs", arguments.get("imagination_kwargs") or {})
     _check_group("world_model_kwargs", world_model_kwargs)
     _check_group("world_model_kwargs['denoiser_kwargs']", world_model_kwargs.get("denoiser_kwargs") or {})
     _check_group("policy_kwargs", arguments.get("policy_kwargs") or {})
+
+
+# Arguments of earlier versions, saved with their models, that are now options of PolyGRAD's components.
+MOVED_ARGUMENTS: dict[str, str] = {
+    "reward_scale": "actor_critic_kwargs['reward_scale']",
+    "action_std_schedule": "actor_critic_kwargs['action_std_schedule']",
+    "imagination_row_lag": "imagination_kwargs['row_lag']",
+    "imagination_start_window": "imagination_kwargs['start_window']",
+    "imagined_terminations": "imagination_kwargs['terminations']",
+    "guidance_scale": "imagination_kwargs['guidance_scale']",
+}
+
+
+def refuse_moved_arguments(attributes: Mapping[str, Any]) -> None:
+    """
+    :param attributes: a model's attributes, as ``load`` restores them from its file
+    :raises ValueError: for a model saved before PolyGRAD grouped its options (its options would otherwise be lost)
+    """
+    moved = [name for name in MOVED_ARGUMENTS if name in attributes]
+    if moved:
+        raise ValueError(
+            f"this model was saved by an earlier sb3-polygrad, whose arguments {moved} are now "
+            f"{[MOVED_ARGUMENTS[name] for name in moved]}: load it with that version"
+        )

@@ -45,20 +45,20 @@ def warn_if_paper_sized_on_cpu(device: th.device, denoiser: nn.Module) -> None:
 CPU_COMPILERS = ("g++", "clang++", "c++")
 
 
-def check_compiler(device: th.device, compile_imagination: bool) -> None:
+def check_compiler(device: th.device, compile_sampler: bool) -> None:
     """
     Raise early, with a clear message, where compiled imagination cannot run: on a CPU, ``torch.compile`` builds C++
     and would otherwise fail at the first imagination, deep inside torch.
 
     :param device: the device PolyGRAD runs on
-    :param compile_imagination: whether imagination is compiled
+    :param compile_sampler: whether the guided sampler is compiled (``imagination_kwargs['compile']``)
     :raises ValueError: compiled imagination on a CPU and no C++ compiler on the PATH
     """
-    if not compile_imagination or device.type != "cpu":
+    if not compile_sampler or device.type != "cpu":
         return
     candidates = [os.environ["CXX"]] if os.environ.get("CXX") else list(CPU_COMPILERS)
     if not any(shutil.which(name) for name in candidates):
         raise ValueError(
-            f"compile_imagination=True on a CPU needs a C++ compiler for torch.compile; none of {candidates} is on the "
-            "PATH: install one (for example g++) or set compile_imagination=False"
+            f"imagination_kwargs['compile']=True on a CPU needs a C++ compiler for torch.compile; none of {candidates} "
+            "is on the PATH: install one (for example g++) or leave compile at False"
         )

@@ -2,6 +2,8 @@
 
 from typing import TYPE_CHECKING, Any
 
+from sb3_polygrad.polygrad.actor_critic import ACTOR_CRITIC_OPTIONS
+
 if TYPE_CHECKING:  # only for the annotations: the zoo has imported optuna before it calls a sampler
     import optuna
 
@@ -36,9 +38,11 @@ def convert_polygrad_params(params: dict[str, Any]) -> dict[str, Any]:
     """
     Turn a trial's stored params into constructor keyword arguments (the zoo's ``--trial-id`` reload).
 
-    The sampler names every Optuna parameter after its constructor argument, so this is a copy.
+    The sampler names every Optuna parameter after its constructor argument or its key in ``actor_critic_kwargs``.
 
     :param params: ``trial.params``
     :return: PolyGRAD constructor keyword arguments
     """
-    return dict(params)
+    kwargs = {name: value for name, value in params.items() if name not in ACTOR_CRITIC_OPTIONS}
+    actor_critic_kwargs = {name: value for name, value in params.items() if name in ACTOR_CRITIC_OPTIONS}
+    return {**kwargs, "actor_critic_kwargs": actor_critic_kwargs} if actor_critic_kwargs else kwargs
