@@ -1,7 +1,7 @@
 """
 The termination rules of Gymnasium's MuJoCo tasks, read off the env and applied to imagined observations
-(``PolyGRAD(imagined_terminations="env_rule")``), as MBPO applies its tasks' known termination functions to model
-rollouts.
+(``PolyGRAD(imagination_kwargs={"terminations": "env_rule"})``, ``imagination.RuleTerminations``), as MBPO applies its
+tasks' known termination functions to model rollouts.
 
 A task ends an episode when its observation leaves a healthy box: Hopper and Walker2d bound the torso's height and
 angle, Ant and Humanoid its height, InvertedPendulum the pole's angle; HalfCheetah, Swimmer, Reacher and Pusher never
