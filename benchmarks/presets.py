@@ -76,27 +76,41 @@ class Preset:
 
     def hyperparams(self, algo: str, env_id: str) -> dict[str, Any]:
         """
-        The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides. An
-        override that is a dict updates the entry's dict of the same name (``policy_kwargs``: a variant that changes
-        ``init_std`` keeps the entry's ``net_arch``). An override that names another imagination method keeps those of
-        the entry's ``imagination_kwargs`` that the method takes (a simulator variant of a closed-loop entry keeps its
-        ``start_window``, not its ``row_lag``), as the options of one method mean nothing to another.
+        The zoo entry of ``algo``'s base algorithm for ``env_id``, with the preset's and the variant's overrides merged
+        in by :func:`merge_overrides`.
         """
         merged = zoo_hyperparams(split_variant(algo)[0], env_id, self.polygrad_entries)
         for overrides in (self.hyperparam_overrides, self.variant_overrides(algo)):
-            method = overrides.get("imagination", merged.get("imagination", "guided"))
-            if method != merged.get("imagination", "guided") and "imagination_kwargs" in merged:
-                given = {**merged["imagination_kwargs"], **overrides.get("imagination_kwargs", {})}
-                taken = imagination_options(method, given)
-                merged["imagination_kwargs"] = {k: v for k, v in merged["imagination_kwargs"].items() if k in taken}
-            for key, value in overrides.items():
-                entry_value = merged.get(key)
-                merged[key] = {**entry_value, **value} if isinstance(value, dict) and isinstance(entry_value, dict) else value
+            merged = merge_overrides(merged, overrides)
         return merged
 
     def zoo_config(self, algo: str) -> str:
         """The zoo hyperparameter file of ``algo``'s base algorithm in this preset (see :func:`zoo_config`)."""
         return zoo_config(split_variant(algo)[0], self.polygrad_entries)
+
+
+def merge_overrides(entry: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """
+    A zoo entry with hyperparameters overridden. An override that is a dict updates the entry's dict of the same name
+    (``policy_kwargs``: a variant that changes ``init_std`` keeps the entry's ``net_arch``). An override that names
+    another imagination method keeps those of the entry's ``imagination_kwargs`` that the method takes (a simulator
+    variant of a closed-loop entry keeps its ``start_window``, not its ``row_lag``), as the options of one method mean
+    nothing to another.
+
+    :param entry: the entry (not modified)
+    :param overrides: hyperparameters to override
+    :return: the merged hyperparameters
+    """
+    merged = dict(entry)
+    method = overrides.get("imagination", merged.get("imagination", "guided"))
+    if method != merged.get("imagination", "guided") and "imagination_kwargs" in merged:
+        given = {**merged["imagination_kwargs"], **overrides.get("imagination_kwargs", {})}
+        taken = imagination_options(method, given)
+        merged["imagination_kwargs"] = {k: v for k, v in merged["imagination_kwargs"].items() if k in taken}
+    for key, value in overrides.items():
+        entry_value = merged.get(key)
+        merged[key] = {**entry_value, **value} if isinstance(value, dict) and isinstance(entry_value, dict) else value
+    return merged
 
 
 def split_variant(algo: str) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 Seconds per 1,000 env steps of a CPU entry's whole training loop, split by part, and the same for another version of
 the package, measured side by side in one run.
 
-The entry (``hyperparams/polygrad_cpu.yml``, with ``--set`` overrides) first learns ``--warmup`` env steps, so that
+The entry (``hyperparams/polygrad_cpu.yml``, or with ``--variant`` overrides) first learns ``--warmup`` env steps, so that
 every part of the loop runs, then is timed over ``--span`` env steps: world-model updates, imagination, actor-critic
 steps, and the rest (env steps, replay buffer, logging). ``--baseline REF`` measures the package as it is at the git
 revision ``REF`` too, from a copy of that revision's tree (its own YAML and code), in alternating rounds with the
@@ -10,7 +10,7 @@ current tree, so both see the same machine load; each version is a fresh process
 whether two versions trained the same model, to the bit.
 
     python -m benchmarks.training_speed --baseline HEAD~3
-    python -m benchmarks.training_speed --variant "{n_sampling_steps: 16, imagination_row_lag: 1.0}"
+    python -m benchmarks.training_speed --variant "{n_sampling_steps: 16, imagination_kwargs: {row_lag: 1.0}}"
 
 Writes ``benchmarks/results/training_speed_<env>.md``.
 """
@@ -32,7 +32,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ("world_model", "imagination", "actor_critic")
 
 
-def measure(tree: Path, env_id: str, warmup: int, span: int, seed: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def measure(tree: Path, env_id: str, warmup: int, span: int, seed: int, hyperparams: dict[str, Any] | None) -> dict[str, Any]:
     """
     Time one version of the package: run in a process whose ``sb3_polygrad`` is ``tree``'s (see :func:`main`).
 
@@ -41,17 +41,16 @@ def measure(tree: Path, env_id: str, warmup: int, span: int, seed: int, override
     :param warmup: env steps learnt before the timed span
     :param span: env steps timed
     :param seed: the run's seed
-    :param overrides: hyperparameters replacing the entry's
+    :param hyperparams: the constructor's hyperparameters (``None``: ``tree``'s own entry for ``env_id``)
     :return: seconds of each part and in all over the span, and the fingerprint of the final weights
     """
     import torch as th
-    import yaml
 
     from sb3_polygrad import PolyGRAD
 
     th.set_num_threads(1)
-    entries = yaml.safe_load((tree / "hyperparams" / "polygrad_cpu.yml").read_text())
-    hyperparams = {k: v for k, v in entries[env_id].items() if k not in ("n_timesteps", "policy")} | overrides
+    if hyperparams is None:
+        hyperparams = entry(tree, env_id)
     model = PolyGRAD("MlpPolicy", env_id, seed=seed, **hyperparams)
     model.learn(warmup)
     seconds = dict.fromkeys(PARTS, 0.0)
@@ -79,6 +78,14 @@ def measure(tree: Path, env_id: str, warmup: int, span: int, seed: int, override
     return {"total": total, **seconds, "fingerprint": digest.hexdigest()[:12]}
 
 
+def entry(tree: Path, env_id: str) -> dict[str, Any]:
+    """The constructor's hyperparameters of ``tree``'s CPU entry for ``env_id``."""
+    import yaml
+
+    entries = yaml.safe_load((tree / "hyperparams" / "polygrad_cpu.yml").read_text())
+    return {k: v for k, v in entries[env_id].items() if k not in ("n_timesteps", "policy")}
+
+
 def export_tree(revision: str, folder: Path) -> Path:
     """A copy of the repository's tree at ``revision`` in ``folder`` (``git archive``: no checkout is touched)."""
     archive = subprocess.run(["git", "archive", revision], cwd=ROOT, check=True, capture_output=True).stdout
@@ -86,11 +93,11 @@ def export_tree(revision: str, folder: Path) -> Path:
     return folder
 
 
-def run_version(tree: Path, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_version(tree: Path, args: argparse.Namespace, hyperparams: dict[str, Any] | None) -> dict[str, Any]:
     """:func:`measure` in a fresh process that imports ``sb3_polygrad`` from ``tree``."""
     request = json.dumps(
         {"tree": str(tree), "env_id": args.env, "warmup": args.warmup, "span": args.span, "seed": args.seed,
-         "overrides": overrides}
+         "hyperparams": hyperparams}
     )  # fmt: skip
     # Run as a file, not a module: the process's path then starts with this folder, then ``tree``, so the measured
     # package is ``tree``'s while this script stays the current one.
@@ -102,13 +109,21 @@ def run_version(tree: Path, args: argparse.Namespace, overrides: dict[str, Any])
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
-    """A YAML mapping of hyperparameters, e.g. ``"{n_sampling_steps: 16, imagination_row_lag: 1.0}"``."""
+    """A YAML mapping of hyperparameters, e.g. ``"{n_sampling_steps: 16, imagination_kwargs: {row_lag: 1.0}}"``."""
     import yaml
 
     overrides = yaml.safe_load(text)
     if not isinstance(overrides, dict) or not overrides:
         raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{gradient_steps: 2}}', got {text!r}")
     return overrides
+
+
+def describe(overrides: dict[str, Any]) -> str:
+    """``{a: 1, b: {c: 2}}`` -> ``"a=1, b.c=2"``."""
+    return ", ".join(
+        describe({f"{key}.{k}": v for k, v in value.items()}) if isinstance(value, dict) else f"{key}={value}"
+        for key, value in overrides.items()
+    )
 
 
 def table(rows: list[tuple[str, list[dict[str, Any]]]], span: int) -> list[str]:
@@ -140,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="a git revision measured beside the current tree, listed first")
     parser.add_argument(
         "--variant", action="append", type=parse_overrides, default=[], metavar="YAML",
-        help="the current tree with these hyperparameters changed, a YAML mapping (repeatable: one version each)",
+        help="the current tree's entry with these overrides, merged as a preset's variants are (repeatable)",
     )  # fmt: skip
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement, as JSON
     args = parser.parse_args(argv)
@@ -149,19 +164,23 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(Path(request.pop("tree")), **request)))
         return
 
+    # Here, not at the top: the measuring process runs this file with another revision's package on its path.
+    from benchmarks.presets import merge_overrides
+
     with tempfile.TemporaryDirectory(prefix="training_speed_") as scratch:
-        versions: list[tuple[str, Path, dict[str, Any]]] = []
+        # Hyperparameters None: the tree's own entry, read by the measuring process (a revision's keys are its own).
+        versions: list[tuple[str, Path, dict[str, Any] | None]] = []
         if args.baseline:
             revision = subprocess.run(
                 ["git", "rev-parse", "--short", args.baseline], cwd=ROOT, check=True, capture_output=True, text=True
             ).stdout.strip()
-            versions.append((f"`{revision}` ({args.baseline})", export_tree(args.baseline, Path(scratch)), {}))
-        versions.append(("current", ROOT, {}))
-        versions += [("current, " + ", ".join(f"{k}={v}" for k, v in o.items()), ROOT, o) for o in args.variant]
+            versions.append((f"`{revision}` ({args.baseline})", export_tree(args.baseline, Path(scratch)), None))
+        versions.append(("current", ROOT, None))
+        versions += [(f"current, {describe(o)}", ROOT, merge_overrides(entry(ROOT, args.env), o)) for o in args.variant]
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in versions}
         for round_ in range(args.rounds):
-            for label, tree, overrides in versions:
-                runs[label].append(run_version(tree, args, overrides))
+            for label, tree, hyperparams in versions:
+                runs[label].append(run_version(tree, args, hyperparams))
                 print(f"round {round_ + 1}: {label}: {runs[label][-1]['total']:.1f} s over {args.span} env steps")
 
     import torch as th
