@@ -72,8 +72,8 @@ def measure(tree: Path, env_id: str, warmup: int, span: int, seed: int, hyperpar
     model.learn(span, reset_num_timesteps=False)
     total = time.perf_counter() - tic
     digest = hashlib.sha256()
-    for module in (model.policy, model.world_model):
-        for tensor in module.state_dict().values():
+    for module in (model.policy, model.world_model):  # the trained weights: buffers may differ between revisions
+        for tensor in module.parameters():
             digest.update(tensor.detach().cpu().numpy().tobytes())
     return {"total": total, **seconds, "fingerprint": digest.hexdigest()[:12]}
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Each version learns {args.warmup} env steps, then is timed over {args.span} more (seed {args.seed}); the "
         f"fastest of {args.rounds} alternating rounds counts. Speed-up is against the first row. Weights: a fingerprint "
-        "of the final weights of policy and world model; equal fingerprints mean the versions trained the same model.",
+        "of the final weights (parameters) of policy and world model; equal fingerprints mean the versions trained the same model.",
         "",
         *table([(label, runs[label]) for label, _, _ in versions], args.span),
         "",

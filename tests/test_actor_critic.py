@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch as th
 from gymnasium import spaces
 
@@ -66,3 +67,54 @@ def test_a_first_step_retried_by_the_line_search_starts_adam_afresh():
         assert int(a["step"]) == int(b["step"]) == 1
     for a, b in zip(searched.actor.state_dict().values(), single.actor.state_dict().values(), strict=True):
         assert th.equal(a, b)
+
+
+def _scaled_policy_and_trajectory(reward_factor: float) -> tuple[PolyGRADPolicy, ImaginedTrajectory]:
+    obs_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    th.manual_seed(0)
+    traj = ImaginedTrajectory(th.randn(64, 5, 3), th.randn(64, 5, 2), reward_factor * (th.rand(64, 5) + 0.5), th.zeros(64, 5))
+    th.manual_seed(1)
+    policy = PolyGRADPolicy(obs_space, spaces.Box(-1, 1, (2,), np.float32), lambda _: 1e-3, net_arch=[8])
+    for critic in (policy.critic, policy.critic_target):  # V = 0 at first: the first targets scale with the rewards
+        th.nn.init.zeros_(critic.net[-1].weight)
+        th.nn.init.zeros_(critic.net[-1].bias)
+    return policy, traj
+
+
+def test_return_normalization_keeps_the_critics_values_when_its_statistics_move():
+    policy, traj = _scaled_policy_and_trajectory(100.0)
+    learner = ImaginedActorCritic(policy)
+    obs = traj.observations
+    before = (policy.critic(obs).clone(), policy.critic_target(obs).clone())
+    _, returns, weights = learner.advantages(traj, ActorCriticConfig())
+    learner.return_normalizer.update(returns, weights)
+    assert policy.critic.return_mean.item() == pytest.approx(returns.mean().item(), rel=1e-5)  # the first batch sets them
+    assert policy.critic.return_std.item() == pytest.approx(returns.std(unbiased=False).item(), rel=1e-4)
+    learner.return_normalizer.update(3 * returns + 50, weights)  # later batches move them by a fraction
+    assert policy.critic_target.return_mean.item() == policy.critic.return_mean.item() != pytest.approx(returns.mean().item())
+    for critic, values in zip((policy.critic, policy.critic_target), before, strict=True):
+        assert th.allclose(critic(obs), values, rtol=1e-4, atol=1e-4)
+
+
+def test_normalized_returns_make_the_critics_learning_independent_of_the_reward_scale():
+    """With returns normalised, rewards 1000x as large give the same steps (the critic's in its own units, the actor's
+    whose advantages are standardised), so the critic reaches the same share of its targets; without, Adam moves the
+    weights by about the learning rate whatever the scale, and the critic of the large rewards lags far behind."""
+
+    def values_in_reward_units(cfg: ActorCriticConfig, factor: float) -> tuple[th.Tensor, list[th.Tensor]]:
+        policy, traj = _scaled_policy_and_trajectory(factor)
+        learner = ImaginedActorCritic(policy)
+        for _ in range(20):
+            learner.step(traj, cfg, 1e-2, 1e-2)
+        steps = [p.detach().clone() for p in (*policy.critic.net.parameters(), *policy.actor.parameters())]
+        return policy.critic(traj.observations).detach() / factor, steps
+
+    normalized = ActorCriticConfig(normalize_returns=True, line_search=False)
+    (small, small_steps), (large, large_steps) = (values_in_reward_units(normalized, f) for f in (1.0, 1000.0))
+    assert small.abs().mean() > 0.05  # it learnt, from V = 0
+    assert th.allclose(small, large, rtol=1e-3, atol=1e-3)
+    for a, b in zip(small_steps, large_steps, strict=True):
+        assert th.allclose(a, b, rtol=1e-3, atol=1e-4)
+    plain = ActorCriticConfig(line_search=False)
+    (small, _), (large, _) = (values_in_reward_units(plain, f) for f in (1.0, 1000.0))
+    assert large.abs().mean() < 0.5 * small.abs().mean()

@@ -313,3 +313,21 @@ def test_compiled_imagination_on_a_cpu_without_a_cpp_compiler_is_rejected_when_b
     monkeypatch.setenv("CXX", "sh")  # a $CXX that exists is taken as the compiler
     monkeypatch.setenv("PATH", "/bin:/usr/bin")
     PolyGRAD("MlpPolicy", "Pendulum-v1", device="cpu", imagination_kwargs=dict(compile=True), **tiny_kwargs)
+
+
+def test_normalized_returns_train_log_their_statistics_and_survive_save_and_load(tiny_kwargs, tmp_path):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, actor_critic_kwargs={"normalize_returns": True}, **tiny_kwargs)
+    spy = Spy()
+    model.learn(300, callback=spy)
+    critic = model.policy.critic
+    # Pendulum's rewards are negative: the returns' mean is too, and the critic's values follow it.
+    assert spy.recorded["train/return_mean"] == critic.return_mean.item() < 0
+    assert spy.recorded["train/return_std"] == critic.return_std.item() > 0
+    assert critic.return_mean.item() == model.policy.critic_target.return_mean.item()
+    model.save(tmp_path / "model")
+    loaded = PolyGRAD.load(tmp_path / "model")
+    assert loaded.policy.critic.return_std.item() == critic.return_std.item()
+    assert loaded.policy.critic.return_second_moment.item() == critic.return_second_moment.item()
+    plain = Spy()
+    PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs).learn(300, callback=plain)
+    assert "train/critic_loss" in plain.recorded and "train/return_mean" not in plain.recorded

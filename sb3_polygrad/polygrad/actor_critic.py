@@ -6,14 +6,14 @@ Shape letters: ``B`` batch, ``H`` horizon, ``O`` obs dim, ``A`` action dim.
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch as th
 from torch import nn
 
 from sb3_polygrad.common.returns import gae, masked_normalize
-from sb3_polygrad.polygrad.policies import PolyGRADPolicy
+from sb3_polygrad.polygrad.policies import Critic, PolyGRADPolicy
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
 
@@ -43,6 +43,11 @@ class ActorCriticConfig:
         under which actions past the bound keep pushing the tanh mean into saturation; ``Actor.log_prob``)
     :param adaptive_actor_lr: adapt the actor's learning rate toward ``target_policy_update`` (``AdaptiveLearningRate``)
     :param actor_lr_learning_rate: Adam rate of the adaptive actor learning rate (on its log)
+    :param normalize_returns: let the critic learn standardised returns, ``(R - mean) / std`` with running statistics of
+        the imagined returns, its last layer rescaled at each change of the statistics so that its values stay the same
+        (PopArt, van Hasselt et al. 2016; ``ReturnNormalizer``). Not in the paper: this package's extension, so that
+        one critic learning rate serves tasks whose returns differ by orders of magnitude, in place of a per-task
+        ``reward_scale``
     :param action_std_schedule: ``(initial, final)``: the policy's action std is then not learnt but moves linearly
         from ``initial`` to ``final`` over the learning budget, as the exploration std of DrQ-v2 does (``None``: learnt,
         as in the paper). This package's extension: with a learnt std the actor-critic optimises its noisy samples, and
@@ -65,6 +70,7 @@ class ActorCriticConfig:
     censored_log_prob: bool = False
     adaptive_actor_lr: bool = True
     actor_lr_learning_rate: float = 3e-4
+    normalize_returns: bool = False
     action_std_schedule: tuple[float, float] | None = None
 
     @classmethod
@@ -114,6 +120,20 @@ class ActorCriticStats:
     initial_update_size: float
     line_search_steps: int
     actor_learning_rate: float
+    # the critic's return statistics, with ``normalize_returns``
+    return_stats: dict[str, float] = field(default_factory=dict)
+
+    def logged(self) -> dict[str, float]:
+        """The figures PolyGRAD logs under ``train/``, by name."""
+        return {
+            "actor_loss": self.actor_loss,
+            "critic_loss": self.critic_loss,
+            "entropy": self.entropy,
+            "actor_learning_rate": self.actor_learning_rate,
+            "policy_update_size": self.update_size,
+            "line_search_steps": self.line_search_steps,
+            **self.return_stats,
+        }
 
 
 def _set_lr(optimizer: th.optim.Optimizer, lr: float) -> None:
@@ -157,6 +177,53 @@ class _Snapshot:
                     state[key] = value.clone() if isinstance(value, th.Tensor) else value
 
 
+class ReturnNormalizer:
+    """
+    Running mean and std of the critic's targets, and the rescaling of the critic's last layer that keeps its values
+    when they change (PopArt's "preserving outputs precisely", van Hasselt et al. 2016). The statistics live in the
+    critics' buffers (``Critic.return_mean``, ``return_std``, ``return_second_moment``), so they are saved with the
+    policy and a loaded model continues them, and the critic and its target always share them.
+
+    :param critics: the critic and its target
+    """
+
+    # Exponential moving averages of the first two moments: a time constant of about 100 actor-critic steps follows
+    # returns that grow as the policy learns; a floor on the std keeps near-constant returns from being blown up.
+    rate = 0.01
+    min_std = 1e-2
+
+    def __init__(self, *critics: Critic) -> None:
+        self.critics = critics
+
+    @th.no_grad()
+    def update(self, returns: th.Tensor, weights: th.Tensor) -> None:
+        """
+        Move the statistics toward the batch's (the first batch sets them), and rescale each critic's last layer to
+        keep its values.
+
+        :param returns: the critic's targets, (B, H-1)
+        :param weights: their weights (0 after a termination), (B, H-1)
+        """
+        total = weights.sum().clamp(min=1.0)
+        batch_mean = ((weights * returns).sum() / total).item()
+        batch_second = ((weights * returns.square()).sum() / total).item()
+        critic = self.critics[0]
+        old_mean, old_std, second = (critic.return_mean.item(), critic.return_std.item(), critic.return_second_moment.item())
+        if second < 0:  # the first batch
+            mean, second = batch_mean, batch_second
+        else:
+            mean, second = old_mean + self.rate * (batch_mean - old_mean), second + self.rate * (batch_second - second)
+        std = max(math.sqrt(max(second - mean**2, 0.0)), self.min_std)
+        for net in self.critics:
+            last = net.net[-1]
+            assert isinstance(last, nn.Linear)
+            last.weight.mul_(old_std / std)
+            last.bias.mul_(old_std).add_(old_mean - mean).div_(std)
+            net.return_mean.fill_(mean)
+            net.return_std.fill_(std)
+            net.return_second_moment.fill_(second)
+
+
 class ImaginedActorCritic:
     """
     The on-policy learner of PolyGRAD: one A2C step with GAE on imagined data, the actor's step size held near a target
@@ -170,6 +237,7 @@ class ImaginedActorCritic:
 
     def __init__(self, policy: PolyGRADPolicy) -> None:
         self.policy = policy
+        self.return_normalizer = ReturnNormalizer(policy.critic, policy.critic_target)
 
     def log_prob(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> th.Tensor:
         """``log pi`` of the imagined actions of the H-1 learned transitions, shape (B, H-1), scored as ``cfg`` says."""
@@ -214,7 +282,13 @@ class ImaginedActorCritic:
         advantages, returns, weights = self.advantages(traj, cfg)
         actor_terms, log_prob, entropy = self.actor_terms(traj, cfg, advantages, weights)
         obs = traj.observations[:, :-1]  # (B, H-1, O)
-        critic_loss = (weights * 0.5 * (returns - self.policy.predict_values(obs)).square()).mean()
+        if cfg.normalize_returns:
+            self.return_normalizer.update(returns, weights)
+            critic = self.policy.critic
+            errors = (returns - critic.return_mean) / critic.return_std - critic.normalized(obs)
+        else:
+            errors = returns - self.policy.predict_values(obs)
+        critic_loss = (weights * 0.5 * errors.square()).mean()
         return actor_terms.mean(), critic_loss, log_prob.detach(), entropy.detach()
 
     def update_size(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, old_log_prob: th.Tensor) -> float:
@@ -266,6 +340,9 @@ class ImaginedActorCritic:
             initial_update_size=initial,
             line_search_steps=steps,
             actor_learning_rate=lr,
+            return_stats={"return_mean": critic.return_mean.item(), "return_std": critic.return_std.item()}
+            if cfg.normalize_returns
+            else {},
         )
 
 

@@ -97,7 +97,8 @@ class Actor(nn.Module):
 
 class Critic(nn.Module):
     """
-    State-value function ``V(s)`` on raw observations.
+    State-value function ``V(s)`` on raw observations: ``V(s) = mean + std * net(s)``, where ``mean`` and ``std`` are
+    the running statistics of the returns when the actor-critic normalises them (``ReturnNormalizer``), else 0 and 1.
 
     :param obs_dim: size of an observation
     :param net_arch: hidden layer sizes
@@ -105,15 +106,26 @@ class Critic(nn.Module):
     """
 
     optimizer: th.optim.Optimizer
+    return_mean: th.Tensor
+    return_std: th.Tensor
+    return_second_moment: th.Tensor
 
     def __init__(self, obs_dim: int, net_arch: list[int], activation_fn: type[nn.Module]) -> None:
         super().__init__()
         self.net = layer_norm_mlp(obs_dim, net_arch, 1, activation_fn)
+        self.register_buffer("return_mean", th.tensor(0.0))
+        self.register_buffer("return_std", th.tensor(1.0))
+        self.register_buffer("return_second_moment", th.tensor(-1.0))  # negative: no returns seen yet
+
+    def normalized(self, observations: th.Tensor) -> th.Tensor:
+        """:param observations: raw observations, shape (..., O)
+        :return: values in the units of the normalised returns, shape (...,)"""
+        return self.net(observations).squeeze(-1)
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         """:param observations: raw observations, shape (..., O)
         :return: values, shape (...,)"""
-        return self.net(observations).squeeze(-1)
+        return self.normalized(observations) * self.return_std + self.return_mean
 
 
 class PolyGRADPolicy(BasePolicy):

@@ -441,14 +441,10 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
         if config.adaptive_actor_lr:
             self.actor_lr.update(stats.initial_update_size, config.target_policy_update, max_lr)
         self._n_updates += 1
-        self.logger.record("train/actor_loss", stats.actor_loss)
-        self.logger.record("train/critic_loss", stats.critic_loss)
-        self.logger.record("train/entropy", stats.entropy)
+        for name, value in stats.logged().items():
+            self.logger.record(f"train/{name}", value)
         self.logger.record("train/std", self.actor.std().mean().item())
         self.logger.record("train/learning_rate", max_lr)  # the schedule's cap; the line search sets the actual rate
-        self.logger.record("train/actor_learning_rate", stats.actor_learning_rate)
-        self.logger.record("train/policy_update_size", stats.update_size)
-        self.logger.record("train/line_search_steps", stats.line_search_steps)
 
     # ----- SB3 plumbing -----------------------------------------------------------------------------------------------------
 
