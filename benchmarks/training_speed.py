@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Each version learns {args.warmup} env steps, then is timed over {args.span} more (seed {args.seed}); the "
         f"fastest of {args.rounds} alternating rounds counts. Speed-up is against the first row. Weights: a fingerprint "
-        "of the final weights (parameters) of policy and world model; equal fingerprints mean the versions trained the same model.",
+        "of the final parameters of policy and world model; equal fingerprints mean the versions trained the same model.",
         "",
         *table([(label, runs[label]) for label, _, _ in versions], args.span),
         "",
