@@ -4,15 +4,15 @@ the package, measured side by side in one run.
 
 The entry (``hyperparams/polygrad_cpu.yml``, or with ``--variant`` overrides) first learns ``--warmup`` env steps, so that
 every part of the loop runs, then is timed over ``--span`` env steps: world-model updates, imagination, actor-critic
-steps, and the rest (env steps, replay buffer, logging). ``--baseline REF`` measures the package as it is at the git
-revision ``REF`` too, from a copy of that revision's tree (its own YAML and code), in alternating rounds with the
-current tree, so both see the same machine load; each version is a fresh process. The final weights' fingerprint tells
-whether two versions trained the same model, to the bit.
+steps, and the rest (env steps, replay buffer, logging). ``--baseline REF`` (repeatable) measures the package as it
+is at the git revision ``REF`` too, from a copy of that revision's tree (its own YAML and code), in alternating rounds
+with the current tree, so all see the same machine load; each version is a fresh process. The final weights'
+fingerprint tells whether two versions trained the same model, to the bit.
 
     python -m benchmarks.training_speed --baseline HEAD~3
     python -m benchmarks.training_speed --variant "{n_sampling_steps: 16, imagination_kwargs: {row_lag: 1.0}}"
 
-Writes ``benchmarks/results/training_speed_<env>.md``.
+Writes ``benchmarks/results/training_speed_<env>.md`` (or ``--output``).
 """
 
 import argparse
@@ -152,11 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--span", type=int, default=1000, help="env steps timed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest of each version counts")
-    parser.add_argument("--baseline", help="a git revision measured beside the current tree, listed first")
+    parser.add_argument(
+        "--baseline", action="append", default=[], help="a git revision measured beside the current tree, listed first "
+        "(repeatable: in the order given)",
+    )  # fmt: skip
     parser.add_argument(
         "--variant", action="append", type=parse_overrides, default=[], metavar="YAML",
         help="the current tree's entry with these overrides, merged as a preset's variants are (repeatable)",
     )  # fmt: skip
+    parser.add_argument("--output", help="file name under benchmarks/results/ (default: training_speed_<env>.md)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement, as JSON
     args = parser.parse_args(argv)
     if args.measure:
@@ -170,11 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="training_speed_") as scratch:
         # Hyperparameters None: the tree's own entry, read by the measuring process (a revision's keys are its own).
         versions: list[tuple[str, Path, dict[str, Any] | None]] = []
-        if args.baseline:
+        for baseline in args.baseline:
             revision = subprocess.run(
-                ["git", "rev-parse", "--short", args.baseline], cwd=ROOT, check=True, capture_output=True, text=True
+                ["git", "rev-parse", "--short", baseline], cwd=ROOT, check=True, capture_output=True, text=True
             ).stdout.strip()
-            versions.append((f"`{revision}` ({args.baseline})", export_tree(args.baseline, Path(scratch)), None))
+            folder = Path(scratch) / revision
+            folder.mkdir()
+            versions.append((f"`{revision}` ({baseline})", export_tree(baseline, folder), None))
         versions.append(("current", ROOT, None))
         versions += [(f"current, {describe(o)}", ROOT, merge_overrides(entry(ROOT, args.env), o)) for o in args.variant]
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in versions}
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"training_speed_{args.env}.md"
+    out = RESULTS / (args.output or f"training_speed_{args.env}.md")
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     print(f"written to {out}")

@@ -50,6 +50,25 @@ def test_degree_layer_norm_is_a_layer_norm_over_each_degree(width):
         th.testing.assert_close(out[..., units], expected)
 
 
+@pytest.mark.parametrize("width", [11, 25, 64])  # one unit per degree; ragged; wide
+def test_sampling_the_first_rows_is_denoise_on_those_rows(width):
+    th.manual_seed(0)
+    horizon = 10
+    model = CausalResidualMLPDenoiser(D, ACT, horizon, hidden_dim=width, num_layers=2, embed_dim=16)
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    x, a, t = th.randn(4, horizon, D), th.randn(4, horizon, ACT), th.randint(0, 16, (3, horizon))
+    conditionings, shared = model.prepare_sampling(t)
+    for k in range(len(t)):
+        expected = model(x, a, t[k].expand(4, horizon))
+        for rows in range(1, horizon + 1):
+            out = model.denoise_sampling(x, a, conditionings[k : k + 1], shared, rows)
+            th.testing.assert_close(out[:, :rows], expected[:, :rows], atol=1e-5, rtol=1e-5)
+            assert not out[:, rows:].any()  # rows not computed are left at zero
+    with pytest.raises(ValueError, match="rows must be in"):
+        model.denoise_sampling(x, a, conditionings[:1], shared, horizon + 1)
+
+
 def test_too_narrow_is_a_clear_error():
     with pytest.raises(ValueError, match="horizon \\+ 1"):
         CausalResidualMLPDenoiser(D, ACT, 10, hidden_dim=8)

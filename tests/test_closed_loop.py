@@ -106,6 +106,39 @@ def test_with_any_denoiser_each_action_is_the_policy_sample_at_its_final_state(r
     assert_actions_are_policy_samples_at_the_states(*closed_loop(row_lag, n_steps=4, denoiser=denoiser))
 
 
+def test_the_rows_read_are_those_denoised_and_the_next_to_start():
+    steps = staggered_steps(2, 4, 1.0)  # rows start at iterations 0, 1, 2, 3 and take 2 steps each
+    refresh = ClosedLoopSampler._rows_to_refresh(steps, 2)
+    # iteration 0 denoises row 0 and draws row 1's first action at its first guess; from iteration 2 on all rows
+    assert ClosedLoopSampler._rows_read(steps, 2, refresh) == [2, 3, 4, 4, 4]
+    lagged = staggered_steps(2, 3, 4.0)  # rows start at iterations 0, 4, 8: iterations 2 and 6 read no row (1 at least)
+    lagged_refresh = ClosedLoopSampler._rows_to_refresh(lagged, 2)
+    assert ClosedLoopSampler._rows_read(lagged, 2, lagged_refresh) == [1, 1, 1, 2, 2, 2, 1, 3, 3, 3]
+
+
+class AllRowsDenoiser(CausalResidualMLPDenoiser):
+    """The causal MLP computing every row at every iteration: the sampler's reference."""
+
+    def denoise_sampling(self, x_t, actions, conditioning, shared, rows=None):
+        return super().denoise_sampling(x_t, actions, conditioning, shared)
+
+
+@pytest.mark.parametrize("row_lag", [0.5, 1.0, 2.0, 6.0])  # 6: longer than a row's steps, iterations with no row
+def test_computing_only_the_rows_read_samples_what_computing_every_row_does(row_lag):
+    """The sampler tells the causal MLP which rows it reads (denoised, or re-drawn after the iteration); a row it
+    leaves out that the pass reads, such as the next row's first state guess, would change the actions."""
+    th.manual_seed(0)
+    denoiser = CausalResidualMLPDenoiser(OBS_DIM + 2, ACT_DIM, H, hidden_dim=32, num_layers=2, embed_dim=16)
+    reference = AllRowsDenoiser(OBS_DIM + 2, ACT_DIM, H, hidden_dim=32, num_layers=2, embed_dim=16)
+    for p in denoiser.parameters():
+        p.data.normal_(0, 0.3)
+    reference.load_state_dict(denoiser.state_dict())
+    _, sliced = closed_loop(row_lag, n_steps=4, denoiser=denoiser)
+    _, full = closed_loop(row_lag, n_steps=4, denoiser=reference)
+    assert th.allclose(sliced.observations, full.observations, atol=1e-4)
+    assert th.allclose(sliced.actions, full.actions, atol=1e-4)
+
+
 def test_with_the_true_dynamics_the_states_follow_the_actions_only_when_rows_are_staggered():
     # Three steps per row cannot settle a 6-step window denoised all at once (each step fixes one more row), but a lag
     # of one iteration lets every row finish after the action before it is final.

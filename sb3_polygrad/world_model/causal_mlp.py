@@ -87,11 +87,49 @@ class DegreeLayerNorm(nn.Module):
         return F.pad(h, (0, self.pad)).unflatten(-1, (self.n_rows, -1))
 
     def forward(self, h: th.Tensor) -> th.Tensor:
-        padded = self._padded(h)
-        centred = (padded - padded.sum(dim=-2, keepdim=True) / self.counts) * self.real  # padding stays 0
-        var = centred.square().sum(dim=-2, keepdim=True) / self.counts
-        normed = (centred * th.rsqrt(var + self.eps)).flatten(-2)[..., : self.width]
+        normed = normalize_by_degree(self._padded(h), self.counts, self.real, -2, self.eps).flatten(-2)[..., : self.width]
         return normed * self.weight + self.bias
+
+
+def normalize_by_degree(grouped: th.Tensor, counts: th.Tensor, real: th.Tensor, dim: int, eps: float) -> th.Tensor:
+    """
+    Zero mean and unit variance over each degree's units, of units zero-padded and grouped by degree (padding stays 0).
+
+    :param grouped: the units, with the units of one degree along ``dim``, the degrees along another dimension
+    :param counts: the number of real units of each degree, shaped to broadcast against the reduced ``grouped``
+    :param real: 1 on real units, 0 on padding, shaped as ``grouped``'s last two dimensions
+    :param dim: the dimension of one degree's units (-1 or -2)
+    :param eps: added to the variance
+    """
+    centred = (grouped - grouped.sum(dim=dim, keepdim=True) / counts) * real
+    var = centred.square().sum(dim=dim, keepdim=True) / counts
+    return centred * th.rsqrt(var + eps)
+
+
+class DegreeMajorLayout:
+    """
+    The hidden units of ``CausalResidualMLPDenoiser`` reordered degree by degree, each degree padded to the same number
+    of units ``R`` (zero weights, zero norm parameters): the units of degrees ``< g`` are then the first ``g * R``, so
+    that a forward pass restricted to the early degrees is a slice of every weight instead of a gather.
+
+    :param width: number of units W, in the cyclic layout (unit ``i`` has degree ``i % n_degrees``)
+    :param n_degrees: number of degrees
+    """
+
+    def __init__(self, width: int, n_degrees: int) -> None:
+        self.width, self.per_degree = width, -(-width // n_degrees)
+        cyclic = th.arange(self.per_degree)[None, :] * n_degrees + th.arange(n_degrees)[:, None]  # (G, R)
+        self.index = cyclic.clamp(max=width).flatten()  # padding reads unit W, a zero appended
+        self.real = (cyclic < width).float()
+        self.counts = self.real.sum(dim=1, keepdim=True)
+
+    def units(self, v: th.Tensor) -> th.Tensor:
+        """(..., W) in the cyclic layout -> (..., G * R) in this one."""
+        return F.pad(v, (0, 1))[..., self.index.to(v.device)]
+
+    def weight(self, w: th.Tensor) -> th.Tensor:
+        """A (W, W) weight between hidden units, both sides reordered."""
+        return self.units(self.units(w).T).T
 
 
 class CausalResidualBlock(nn.Module):
@@ -142,6 +180,9 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
         embed_degrees = th.arange(embed) % n_degrees
         hidden_degrees = th.arange(hidden_dim) % n_degrees
         self.proj = MaskedLinear(in_degrees, embed_degrees)
+        # the window's inputs are in time order: those of degree < g are its first _inputs_below[g]
+        self._inputs_below = [int((in_degrees < g).sum()) for g in range(n_degrees + 1)]
+        self._layout = DegreeMajorLayout(hidden_dim, n_degrees)
         self.time_embedding = RandomFourierTimeEmbedding(embed)
         # With one noise level per row, an embedding unit of degree k carries the level of row k (the last row's for
         # degree H, the outcome of the last action): no output sees a later row's level, and with one level for the
@@ -149,9 +190,9 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
         self.register_buffer("embed_rows", embed_degrees.clamp(max=horizon - 1), persistent=False)
         self.input_layer = MaskedLinear(embed_degrees, hidden_degrees)
         self.blocks = nn.Sequential(*[CausalResidualBlock(hidden_dim, n_degrees) for _ in range(num_layers)])
-        self.head = nn.Sequential(
-            DegreeLayerNorm(hidden_dim, n_degrees), nn.ReLU(), MaskedLinear(hidden_degrees, transition_degrees.reshape(-1))
-        )
+        head_norm = DegreeLayerNorm(hidden_dim, n_degrees)
+        self.head = nn.Sequential(head_norm, nn.ReLU(), MaskedLinear(hidden_degrees, transition_degrees.reshape(-1)))
+        self._norm_eps = head_norm.eps
 
     embed_rows: th.Tensor
     supports_per_row_noise = True
@@ -165,6 +206,64 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
             return self.time_embedding(t)
         rows = self.time_embedding(t)  # (B, H, E)
         return rows.gather(1, self.embed_rows.expand(rows.shape[0], 1, -1)).squeeze(1)
+
+    # While sampling, a causal sampler often needs only the first rows: the closed-loop sampler's rows that have not yet
+    # started wait, and their outputs are not read. The outputs of rows < r read only inputs and hidden units of degree
+    # <= r, so ``denoise_sampling(..., rows=r)`` runs every layer on those units alone: with the hidden units laid out
+    # degree by degree (``DegreeMajorLayout``) and the window's inputs in time order, each layer is a slice of its
+    # weight. Same function to float rounding; at K = 8 sampling steps, row lag 1 and H = 10 it is about two thirds
+    # of the matmul FLOPs of a pass (benchmarks/training_speed.py).
+
+    def prepare_sampling(self, t: th.Tensor) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
+        conditionings, (folded,) = super().prepare_sampling(t)
+        layout = self._layout
+        layers: list[th.Tensor] = []
+        for block in self.blocks:
+            assert isinstance(block, CausalResidualBlock)
+            norm, linear = block.norm, block.linear
+            layers += [layout.units(norm.weight), layout.units(norm.bias), layout.weight(linear.masked_weight())]
+            layers.append(layout.units(linear.bias))
+        head_norm, _, head = self.head
+        assert isinstance(head_norm, DegreeLayerNorm) and isinstance(head, MaskedLinear)
+        layers += [layout.units(head_norm.weight), layout.units(head_norm.bias), layout.units(head.masked_weight()), head.bias]
+        return layout.units(conditionings), (layout.units(folded), *layers)
+
+    def denoise_sampling(
+        self,
+        x_t: th.Tensor,
+        actions: th.Tensor,
+        conditioning: th.Tensor | None,
+        shared: tuple[th.Tensor, ...],
+        rows: int | None = None,
+    ) -> th.Tensor:
+        assert conditioning is not None, "the MLP denoiser is conditioned on the diffusion step"
+        rows = self.horizon if rows is None else rows
+        if not 1 <= rows <= self.horizon:
+            raise ValueError(f"rows must be in [1, {self.horizon}], got {rows}")
+        degrees, layout = rows + 1, self._layout
+        units, n_inputs = degrees * layout.per_degree, self._inputs_below[degrees]
+        folded, *layers = shared
+        h = th.addmm(conditioning[:, :units], self._flat_window(x_t, actions)[:, :n_inputs], folded[:n_inputs, :units])
+        for i in range(0, len(layers) - 4, 4):
+            norm_weight, norm_bias, weight, bias = layers[i : i + 4]
+            h = h + F.linear(
+                th.relu(self._sampling_norm(h, norm_weight, norm_bias, degrees)), weight[:units, :units], bias[:units]
+            )
+        norm_weight, norm_bias, weight, bias = layers[-4:]
+        outputs = rows * self.transition_dim
+        head = F.linear(
+            th.relu(self._sampling_norm(h, norm_weight, norm_bias, degrees)), weight[:outputs, :units], bias[:outputs]
+        )
+        out = x_t.new_zeros(x_t.shape[0], self.horizon * self.transition_dim)
+        out[:, :outputs] = head
+        return out.unflatten(1, (self.horizon, self.transition_dim))
+
+    def _sampling_norm(self, h: th.Tensor, weight: th.Tensor, bias: th.Tensor, degrees: int) -> th.Tensor:
+        """``DegreeLayerNorm`` of the first ``degrees`` degrees' units in ``DegreeMajorLayout``."""
+        layout, units = self._layout, h.shape[-1]
+        counts, real = layout.counts[:degrees].to(h.device), layout.real[:degrees].to(h.device)
+        normed = normalize_by_degree(h.unflatten(-1, (degrees, -1)), counts, real, -1, self._norm_eps)
+        return normed.flatten(-2) * weight[:units] + bias[:units]
 
     def input_weights(self) -> tuple[th.Tensor, th.Tensor]:
         # Masked: their product, the folded layer of sampling, keeps the causal structure (a product of

@@ -123,6 +123,7 @@ class ClosedLoopSampler:
         # The policy acts at each row's best guess of its state: the state itself from the row's last step on.
         done = (steps >= schedule.n_sampling_steps - 1).to(device)  # (J, H)
         refresh = self._rows_to_refresh(steps, schedule.n_sampling_steps)
+        read_rows = self._rows_read(steps, schedule.n_sampling_steps, refresh)
         conditionings, shared = denoiser.prepare_sampling(t_rows)  # one row per iteration
         x = inpaint(th.randn((batch, horizon, denoiser.transition_dim), device=device, generator=generator), obs0)
         eps = th.randn((batch, horizon, denoiser.action_dim), device=device, generator=generator)
@@ -131,7 +132,7 @@ class ClosedLoopSampler:
         for j in range(t_rows.shape[0]):
             sqrt_ab, sqrt_one_minus_ab, coef_x0, coef_xt, std = coefficients[j, :, :, None].unbind(1)  # each (H, 1)
             conditioning = None if conditionings is None else conditionings[j : j + 1]
-            out = denoiser.denoise_sampling(x, sqrt_ab * actions, conditioning, shared)
+            out = denoiser.denoise_sampling(x, sqrt_ab * actions, conditioning, shared, read_rows[j])
             x0_hat = inpaint((x - sqrt_one_minus_ab * out) / sqrt_ab if self.predict_epsilon else out, obs0)
             mean = DiffusionSchedule.q_posterior_mean(x0_hat, x, coef_x0, coef_xt)
             if self.state_change_clip is not None:
@@ -157,6 +158,17 @@ class ClosedLoopSampler:
         needed = ((next_steps >= 0) & (next_steps < n_sampling_steps)) | (steps == n_sampling_steps - 1)  # (J, H)
         rows = [th.nonzero(row).flatten() for row in needed]
         return [(int(r[0]), int(r[-1]) + 1) if len(r) else (0, 0) for r in rows]
+
+    @staticmethod
+    def _rows_read(steps: th.Tensor, n_sampling_steps: int, refresh: list[tuple[int, int]]) -> list[int]:
+        """
+        Per iteration j, how many of the first rows' predictions are read: the rows it denoises, and those whose action
+        is re-drawn after it (:meth:`_rows_to_refresh`), such as the next row to start, drawn at its first guess. The
+        waiting rows after them hold, so a causal denoiser computes the first rows only (``denoise_sampling``).
+        """
+        active = (steps >= 0) & (steps < n_sampling_steps)  # (J, H)
+        last_active = th.where(active, th.arange(steps.shape[1]), -1).amax(dim=1)
+        return [max(int(last) + 1, hi, 1) for last, (_, hi) in zip(last_active, refresh, strict=True)]
 
     @staticmethod
     def _policy_actions(

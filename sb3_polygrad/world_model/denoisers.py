@@ -68,7 +68,12 @@ class Denoiser(nn.Module):
         return self.embed_time(t), ()
 
     def denoise_sampling(
-        self, x_t: th.Tensor, actions: th.Tensor, conditioning: th.Tensor | None, shared: tuple[th.Tensor, ...]
+        self,
+        x_t: th.Tensor,
+        actions: th.Tensor,
+        conditioning: th.Tensor | None,
+        shared: tuple[th.Tensor, ...],
+        rows: int | None = None,
     ) -> th.Tensor:
         """
         :meth:`denoise` as a sampler calls it: the same function of the inputs (to float rounding), free to be computed
@@ -78,6 +83,8 @@ class Denoiser(nn.Module):
         :param actions: actions (scaled by ``sqrt(alpha_bar_t)``), shape (B, H, A)
         :param conditioning: the step's row of :meth:`prepare_sampling`'s per-step tensor, shape (1, C)
         :param shared: :meth:`prepare_sampling`'s shared tensors
+        :param rows: only the first ``rows`` rows of the prediction are read (``None``: all): a denoiser with causal
+            states may skip the work of the others and leave them at zero
         :return: prediction for the clean transitions (or the noise), shape (B, H, D)
         """
         return self.denoise(x_t, actions, conditioning)
@@ -191,7 +198,12 @@ class ResidualMLPDenoiser(Denoiser):
         return steps, ((w_in @ w_proj).T.contiguous(),)  # (H * (D + A), W)
 
     def denoise_sampling(
-        self, x_t: th.Tensor, actions: th.Tensor, conditioning: th.Tensor | None, shared: tuple[th.Tensor, ...]
+        self,
+        x_t: th.Tensor,
+        actions: th.Tensor,
+        conditioning: th.Tensor | None,
+        shared: tuple[th.Tensor, ...],
+        rows: int | None = None,
     ) -> th.Tensor:
         assert conditioning is not None, "the MLP denoiser is conditioned on the diffusion step"
         return self._windows_from_hidden(th.addmm(conditioning, self._flat_window(x_t, actions), shared[0]))
