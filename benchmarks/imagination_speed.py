@@ -17,7 +17,6 @@ Writes ``benchmarks/results/imagination_speed.md`` (``imagination_speed_cuda.md`
 
 import argparse
 import copy
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.machine import cpu_model
 from sb3_polygrad.polygrad.policies import PolyGRADPolicy
 from sb3_polygrad.world_model.denoisers import Denoiser
 from sb3_polygrad.world_model.training import world_model_update
@@ -279,7 +279,7 @@ def main() -> None:
     th.manual_seed(0)
     peak = matmul_gflops(device)
     size = 2048 if device.type == "cpu" else 8192
-    machine = platform.processor() or platform.machine()
+    machine = cpu_model()
     if device.type == "cuda":
         machine = f"{th.cuda.get_device_name(device)} (host {machine})"
     command = "python -m benchmarks.imagination_speed" + (f" --device {args.device}" if device.type != "cpu" else "")

@@ -288,7 +288,7 @@ def ratio_text(polygrad_steps: float | None, baseline_steps: float) -> str:
 
 
 # An invocation line of a preset's machine.txt, as benchmarks.run writes one: the machine, then what the invocation ran
-INVOCATION = re.compile(r"^(?P<machine>[^;]+; \d+ CPU cores; python [\d.]+); ")
+INVOCATION = re.compile(r"^(?P<machine>.+?); algos ")
 
 
 def header(preset_name: str, machine_txt: Path) -> str:

@@ -29,7 +29,6 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -43,6 +42,7 @@ from benchmarks.backends import LocalBackend, RayBackend
 from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.csv_rows import write_rows
 from benchmarks.diagnostics.ip_presets import DIAGNOSTIC_PRESETS
+from benchmarks.machine import describe_machine
 from benchmarks.presets import BENCHMARK_PRESETS, RESULTS, EnvSetting, Preset, split_variant
 
 # diagnostics: PolyGRAD's latest world-model and imagined-action figures and its policy's std at each evaluation, as JSON
@@ -378,8 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         (RESULTS / args.preset).mkdir(parents=True, exist_ok=True)
         with (RESULTS / args.preset / "machine.txt").open("a") as f:  # one line per invocation of a resumed grid
             f.write(
-                f"{platform.platform()}; {os.cpu_count()} CPU cores; python {platform.python_version()}; "
-                f"algos {' '.join(args.algos or preset.job_algos())}; {backend.describe()}"
+                f"{describe_machine()}; algos {' '.join(args.algos or preset.job_algos())}; {backend.describe()}"
                 + "".join(f"; {job} resumed from its checkpoint" for job in resumed)
                 + "".join(f"; {job} started again, without its checkpoint" for job in restarted)
                 + "\n"

@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -169,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     # Here, not at the top: the measuring process runs this file with another revision's package on its path.
+    from benchmarks.machine import describe_machine
     from benchmarks.presets import merge_overrides
 
     with tempfile.TemporaryDirectory(prefix="training_speed_") as scratch:
@@ -189,14 +189,11 @@ def main(argv: list[str] | None = None) -> None:
                 runs[label].append(run_version(tree, args, hyperparams))
                 print(f"round {round_ + 1}: {label}: {runs[label][-1]['total']:.1f} s over {args.span} env steps")
 
-    import torch as th
-
     command = " ".join(["python -m benchmarks.training_speed", *(argv if argv is not None else sys.argv[1:])])
     lines = [
         f"# Training speed: {args.env} CPU entry",
         "",
-        f"Command: `{command}`. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {th.__version__}, one "
-        f"thread per process.",
+        f"Command: `{command}`. Machine: {describe_machine()}; one thread per process.",
         "",
         f"Each version learns {args.warmup} env steps, then is timed over {args.span} more (seed {args.seed}); the "
         f"fastest of {args.rounds} alternating rounds counts. Speed-up is against the first row. Weights: a fingerprint "

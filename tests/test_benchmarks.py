@@ -10,6 +10,7 @@ from benchmarks import polygrad_figures, presets, report, run
 from benchmarks.checkpoints import JobCheckpoint
 from benchmarks.csv_rows import write_rows
 from benchmarks.diagnostics import ip_presets
+from benchmarks.machine import cpu_model, describe_machine
 from sb3_polygrad import PolyGRAD
 
 
@@ -200,6 +201,13 @@ def test_report_opens_with_the_command_and_each_machine_once_not_the_operation_n
         "invocation, with notes).",
     ]
     assert "Machine: not recorded" in report.header("p", tmp_path / "absent.txt")
+
+
+def test_the_runner_records_the_cpu_and_package_versions_and_the_report_names_them(tmp_path):
+    described = describe_machine()
+    assert cpu_model() in described and f"torch {torch.__version__}" in described and "gymnasium " in described
+    (tmp_path / "machine.txt").write_text(f"{described}; algos ppo; local process pool of 1 workers\n")
+    assert f"Machine: `{described}`" in report.header("p", tmp_path / "machine.txt")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ Writes ``benchmarks/results/diagnostics/strided_sampling/Hopper-v4.{md,png}``.
 
 import argparse
 import os
-import platform
 import sys
 import time
 import warnings
@@ -34,6 +33,7 @@ import torch as th
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
 from benchmarks.diagnostics.world_models import PRESETS, load_or_create_dataset, train
 from benchmarks.imagination_speed import PAPER, best_time, build
+from benchmarks.machine import describe_machine
 from sb3_polygrad.baselines import PolyGRADWorldModel, open_loop_evaluation, time_imagination
 from sb3_polygrad.world_model.sampler import standardized_action_std
 
@@ -123,7 +123,7 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace, wall: fl
         "",
         f"- Command: `OMP_NUM_THREADS={th.get_num_threads()} python -m benchmarks.diagnostics.strided_sampling "
         f"{' '.join(sys.argv[1:])}`; wall-clock {wall / 60:.1f} min.",
-        f"- Machine: {platform.processor() or platform.machine()}, torch {th.__version__}, "
+        f"- Machine: {describe_machine()}; "
         f"{th.get_num_threads()} thread(s), eager fp32; load average {os.getloadavg()[0]:.1f} at the end (a load above "
         "the thread count slows every timing alike, so compare costs as ratios).",
         f"- One world model (Hopper-v4, MLP 256 x 3, N = {n_diffusion_steps}, tau = 0.1, {HORIZON} rows) trained once with "

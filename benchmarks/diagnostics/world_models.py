@@ -24,7 +24,6 @@ Writes ``benchmarks/results/diagnostics/world_models/<preset>.{md,csv,png}`` (``
 import argparse
 import csv
 import os
-import platform
 import sys
 import time
 import warnings
@@ -37,6 +36,7 @@ import numpy as np
 import torch as th
 
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
+from benchmarks.machine import describe_machine
 from sb3_polygrad.baselines import (
     AutoregressiveDiffusion,
     ComparisonWorldModel,
@@ -249,14 +249,9 @@ def unguided_error(model: PolyGRADWorldModel, buffer: PolyGRADReplayBuffer, n: i
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [
-            line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line
-        ]
-        cpu = f"{names[0]} ({len(names)} cores visible)" if names else cpu
+    """The machine, the GPU if any, and the threads torch uses."""
     gpu = f", GPU {th.cuda.get_device_name()}" if th.cuda.is_available() else ""
-    return f"{cpu}{gpu}; torch {th.__version__}, {th.get_num_threads()} thread(s), Python {platform.python_version()}"
+    return f"{describe_machine()}{gpu}; {th.get_num_threads()} thread(s)"
 
 
 def comparison_statement(rows: list[dict[str, Any]]) -> str:

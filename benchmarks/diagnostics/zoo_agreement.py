@@ -25,14 +25,12 @@ import csv
 import dataclasses
 import hashlib
 import os
-import platform
 import re
 import shlex
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
 from unittest import mock
@@ -43,6 +41,7 @@ import yaml
 
 from benchmarks import run
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
+from benchmarks.machine import describe_machine
 from benchmarks.presets import RESULTS as BENCHMARKS
 from benchmarks.presets import EnvSetting, Preset
 from benchmarks.published import published_rows
@@ -51,7 +50,6 @@ from benchmarks.report import INVOCATION, mean_std_text
 RESULTS = DIAGNOSTICS / "zoo_agreement"
 # the algorithms of an invocation line of a preset's machine.txt, as benchmarks.run writes one
 ALGOS = re.compile(r"; algos ([^;]+);")
-PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "stable-baselines3", "sb3-contrib", "rl-zoo3")
 
 
 def zoo_command(algo: str, setting: EnvSetting, steps: int, seed: int, episodes: int, log_folder: str) -> list[str]:
@@ -249,18 +247,6 @@ def training_setup(model: Any) -> str:
     settings["net_arch"] = getattr(model.policy, "net_arch", None)
     text = ", ".join(f"{name} {value}" for name, value in settings.items())
     return f"{text}; env: {type(model.env).__name__} of `{model.env.envs[0]}`"
-
-
-def machine() -> str:
-    """The CPU, the platform and the versions of the packages that set the floating-point path of a run."""
-    cpuinfo = Path("/proc/cpuinfo")  # Linux; elsewhere platform.processor() names what it can
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    cpu = models[0] if models else platform.processor() or "unknown CPU"
-    torch_build = f"MKL {'on' if th.backends.mkl.is_available() else 'off'}, {th.backends.cpu.get_cpu_capability()}"
-    packages = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
-    system = f"{platform.platform()}, python {platform.python_version()}"
-    return f"{cpu}, {os.cpu_count()} CPU cores, {system}; {packages} (torch: {torch_build})"
 
 
 def runner_machines(machine_txt: Path, algo: str) -> list[str]:
@@ -466,7 +452,7 @@ def main() -> None:
         "",
         f"Command: `{command}`.",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {describe_machine()}.",
         "",
         f"Both train the zoo's entry for {setting.env_id}, `{entry}` (its budget aside; SB3's defaults otherwise), as "
         f"the runner builds it: {setup}.",
