@@ -125,11 +125,12 @@ class DegreeMajorLayout:
 
     def units(self, v: th.Tensor) -> th.Tensor:
         """(..., W) in the cyclic layout -> (..., G * R) in this one."""
-        return F.pad(v, (0, 1))[..., self.index.to(v.device)]
+        return F.pad(v, (0, 1)).index_select(-1, self.index.to(v.device))
 
     def weight(self, w: th.Tensor) -> th.Tensor:
         """A (W, W) weight between hidden units, both sides reordered."""
-        return self.units(self.units(w).T).T
+        index = self.index.to(w.device)
+        return F.pad(w, (0, 1, 0, 1)).index_select(0, index).index_select(1, index)
 
 
 class CausalResidualBlock(nn.Module):
