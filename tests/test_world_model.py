@@ -4,6 +4,7 @@ import pytest
 import torch as th
 from torch.nn import functional as F
 
+from sb3_polygrad.world_model.denoisers import RandomFourierTimeEmbedding
 from sb3_polygrad.world_model.sampler import inpaint
 from sb3_polygrad.world_model.training import world_model_update
 from sb3_polygrad.world_model.types import WindowSamples
@@ -146,3 +147,22 @@ def test_bad_input_is_rejected_at_the_boundary():
         model.sample_with_actions(th.full((4, 3), float("nan")), th.randn(4, 2, 1))
     with pytest.raises(ValueError, match="denoiser"):
         DiffusionWorldModel(3, 1, denoiser="unet")  # type: ignore[arg-type]
+
+
+def test_the_step_embedding_of_a_batch_is_each_steps_own_and_trains():
+    """The embedding MLP runs once per distinct step: the same values, and the same gradients, as one step at a time."""
+    th.manual_seed(0)
+    embedding = RandomFourierTimeEmbedding(16)
+    t = th.randint(0, 8, (5, 4))
+    batch = embedding(t)
+    assert batch.shape == (5, 4, 16)
+    one_by_one = th.stack([embedding(step.reshape(1))[0] for step in t.flatten()]).reshape(5, 4, 16)
+    th.testing.assert_close(batch, one_by_one)
+    batch.square().sum().backward()
+    grads = [p.grad.clone() for p in embedding.parameters() if p.grad is not None]
+    embedding.zero_grad()
+    one_by_one = th.stack([embedding(step.reshape(1))[0] for step in t.flatten()])
+    one_by_one.square().sum().backward()
+    assert len(grads) == 4
+    for grad, param in zip(grads, [p for p in embedding.parameters() if p.grad is not None], strict=True):
+        th.testing.assert_close(grad, param.grad)
