@@ -106,31 +106,37 @@ def normalize_by_degree(grouped: th.Tensor, counts: th.Tensor, real: th.Tensor, 
     return centred * th.rsqrt(var + eps)
 
 
-class DegreeMajorLayout:
+class DegreeMajorLayout(nn.Module):
     """
     The hidden units of ``CausalResidualMLPDenoiser`` reordered degree by degree, each degree padded to the same number
     of units ``R`` (zero weights, zero norm parameters): the units of degrees ``< g`` are then the first ``g * R``, so
-    that a forward pass restricted to the early degrees is a slice of every weight instead of a gather.
+    that a forward pass restricted to the early degrees is a slice of every weight instead of a gather. A module only so
+    that its index tensors move with the denoiser's device; it has no parameters and adds nothing to a state dict.
 
     :param width: number of units W, in the cyclic layout (unit ``i`` has degree ``i % n_degrees``)
     :param n_degrees: number of degrees
     """
 
+    index: th.Tensor
+    real: th.Tensor
+    counts: th.Tensor
+
     def __init__(self, width: int, n_degrees: int) -> None:
-        self.width, self.per_degree = width, -(-width // n_degrees)
+        super().__init__()
+        self.per_degree = -(-width // n_degrees)
         cyclic = th.arange(self.per_degree)[None, :] * n_degrees + th.arange(n_degrees)[:, None]  # (G, R)
-        self.index = cyclic.clamp(max=width).flatten()  # padding reads unit W, a zero appended
-        self.real = (cyclic < width).float()
-        self.counts = self.real.sum(dim=1, keepdim=True)
+        real = (cyclic < width).float()
+        self.register_buffer("index", cyclic.clamp(max=width).flatten(), persistent=False)  # padding reads a zero
+        self.register_buffer("real", real, persistent=False)
+        self.register_buffer("counts", real.sum(dim=1, keepdim=True), persistent=False)
 
     def units(self, v: th.Tensor) -> th.Tensor:
         """(..., W) in the cyclic layout -> (..., G * R) in this one."""
-        return F.pad(v, (0, 1)).index_select(-1, self.index.to(v.device))
+        return F.pad(v, (0, 1)).index_select(-1, self.index)
 
     def weight(self, w: th.Tensor) -> th.Tensor:
         """A (W, W) weight between hidden units, both sides reordered."""
-        index = self.index.to(w.device)
-        return F.pad(w, (0, 1, 0, 1)).index_select(0, index).index_select(1, index)
+        return F.pad(w, (0, 1, 0, 1)).index_select(0, self.index).index_select(1, self.index)
 
 
 class CausalResidualBlock(nn.Module):
@@ -183,7 +189,7 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
         self.proj = MaskedLinear(in_degrees, embed_degrees)
         # the window's inputs are in time order: those of degree < g are its first _inputs_below[g]
         self._inputs_below = [int((in_degrees < g).sum()) for g in range(n_degrees + 1)]
-        self._layout = DegreeMajorLayout(hidden_dim, n_degrees)
+        self.sampling_layout = DegreeMajorLayout(hidden_dim, n_degrees)
         self.time_embedding = RandomFourierTimeEmbedding(embed)
         # With one noise level per row, an embedding unit of degree k carries the level of row k (the last row's for
         # degree H, the outcome of the last action): no output sees a later row's level, and with one level for the
@@ -217,7 +223,7 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
 
     def prepare_sampling(self, t: th.Tensor) -> tuple[th.Tensor, tuple[th.Tensor, ...]]:
         conditionings, (folded,) = super().prepare_sampling(t)
-        layout = self._layout
+        layout = self.sampling_layout
         layers: list[th.Tensor] = []
         for block in self.blocks:
             assert isinstance(block, CausalResidualBlock)
@@ -241,7 +247,7 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
         rows = self.horizon if rows is None else rows
         if not 1 <= rows <= self.horizon:
             raise ValueError(f"rows must be in [1, {self.horizon}], got {rows}")
-        degrees, layout = rows + 1, self._layout
+        degrees, layout = rows + 1, self.sampling_layout
         units, n_inputs = degrees * layout.per_degree, self._inputs_below[degrees]
         folded, *layers = shared
         h = th.addmm(conditioning[:, :units], self._flat_window(x_t, actions)[:, :n_inputs], folded[:n_inputs, :units])
@@ -261,9 +267,10 @@ class CausalResidualMLPDenoiser(ResidualMLPDenoiser):
 
     def _sampling_norm(self, h: th.Tensor, weight: th.Tensor, bias: th.Tensor, degrees: int) -> th.Tensor:
         """``DegreeLayerNorm`` of the first ``degrees`` degrees' units in ``DegreeMajorLayout``."""
-        layout, units = self._layout, h.shape[-1]
-        counts, real = layout.counts[:degrees].to(h.device), layout.real[:degrees].to(h.device)
-        normed = normalize_by_degree(h.unflatten(-1, (degrees, -1)), counts, real, -1, self._norm_eps)
+        layout, units = self.sampling_layout, h.shape[-1]
+        normed = normalize_by_degree(
+            h.unflatten(-1, (degrees, -1)), layout.counts[:degrees], layout.real[:degrees], -1, self._norm_eps
+        )
         return normed.flatten(-2) * weight[:units] + bias[:units]
 
     def input_weights(self) -> tuple[th.Tensor, th.Tensor]:
