@@ -732,3 +732,31 @@ def test_polygrad_jobs_log_their_sampled_actions_return_and_leave_the_determinis
     monkeypatch.setattr(evaluation, "evaluate_policy", without_sampled)
     again = run.run_job(preset, "polygrad", preset.envs[0], 0)
     assert [row["eval_return"] for row in again] == [row["eval_return"] for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("ip-50k", {}),
+        ("ip-screen", {}),
+        ("ip-causal", {"denoiser": "causal_mlp"}),
+        ("ip-censored", {"agent_gradient_steps": 2, "actor_critic_kwargs": {"censored_log_prob": True}}),
+        ("ip-oracle", {"imagination": "simulator"}),
+        ("ip-sequential", {"imagination": "sequential", "denoiser": "causal_mlp", "n_sampling_steps": 8}),
+    ],
+)
+def test_the_guided_diagnostics_run_on_the_guided_entry_their_results_came_from(name, change):
+    """The InvertedPendulum entry has moved to closed-loop imagination; these diagnostics ran on the guided CPU entry
+    (the InvertedDoublePendulum entry's settings), which their presets restore, with their one change."""
+    guided = {"imagination": "guided", "denoiser": "mlp", **presets.zoo_hyperparams("polygrad", "InvertedDoublePendulum-v4")}
+    preset = ip_presets.DIAGNOSTIC_PRESETS[name]
+    assert preset.hyperparams("polygrad", preset.envs[0].env_id) == presets.merge_overrides(guided, change)
+
+
+@pytest.mark.parametrize("denoiser", ["mlp", "causal_mlp"])
+def test_imagination_fidelity_measures_guided_imagination_on_a_closed_loop_entry(denoiser):
+    from benchmarks.diagnostics.imagination_fidelity import guided_hyperparams
+
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", device="cpu", **guided_hyperparams("InvertedPendulum-v4", denoiser))
+    assert (model.imagination, model.denoiser, model.n_sampling_steps) == ("guided", denoiser, 16)
+    model.env.close()

@@ -23,13 +23,15 @@ Writes ``benchmarks/results/diagnostics/imagination_fidelity/<env>_<denoiser>_<s
 import argparse
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
-from benchmarks.presets import zoo_hyperparams
+from benchmarks.diagnostics.ip_presets import GUIDED_ENTRY
+from benchmarks.presets import merge_overrides, zoo_hyperparams
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.common.simulator import replay_actions, simulator_rollouts, to_env_actions
 from sb3_polygrad.world_model.sampler import standardized_action_stats
@@ -105,6 +107,20 @@ def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) ->
     return lines
 
 
+def guided_hyperparams(env_id: str, denoiser: str) -> dict[str, Any]:
+    """
+    The env's zoo entry with guided imagination, which this diagnostic measures, and ``denoiser``: a closed-loop entry
+    runs as its guided counterpart, InvertedPendulum's as the guided entry its results came from (``GUIDED_ENTRY``).
+
+    :param env_id: the env
+    :param denoiser: the denoiser
+    :return: PolyGRAD's constructor arguments
+    """
+    guided = GUIDED_ENTRY if env_id.startswith("InvertedPendulum") else {"imagination": "guided"}
+    hyperparams = merge_overrides(merge_overrides(zoo_hyperparams("polygrad", env_id), guided), {"denoiser": denoiser})
+    return {k: v for k, v in hyperparams.items() if k not in ("n_timesteps", "policy")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="InvertedPendulum-v4")
@@ -117,8 +133,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     th.set_num_threads(1)
 
-    hyperparams = {k: v for k, v in zoo_hyperparams("polygrad", args.env).items() if k not in ("n_timesteps", "policy")}
-    model = PolyGRAD("MlpPolicy", args.env, seed=args.seed, denoiser=args.denoiser, **hyperparams)
+    model = PolyGRAD("MlpPolicy", args.env, seed=args.seed, **guided_hyperparams(args.env, args.denoiser))
     model.learn(args.steps, progress_bar=True)
 
     _, starts, obs0, env = measurement_starts(model, args.trajectories, args.env)
