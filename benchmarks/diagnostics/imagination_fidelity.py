@@ -82,7 +82,7 @@ def measurement_starts(
 def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) -> list[str]:
     """Guided imagination of the trained model under each setting of ``SWEEP``, from the same start states."""
     world_model, sampler = model.world_model, model.world_model.sampler
-    tuned_scale, n_steps = model.log_guidance_scale.exp().item(), world_model.schedule.n_sampling_steps
+    tuned_scale, n_steps = guidance_scale(model), world_model.schedule.n_sampling_steps
     own_noise_scale = sampler.action_guidance_noise_scale
     lines = [
         "| sampling steps | action noise scale | guidance scale | state MSE k = 1 | imagination ends | replay ends "
@@ -105,6 +105,13 @@ def sweep(model: PolyGRAD, env: gym.Env, starts: np.ndarray, obs0: th.Tensor) ->
     world_model.set_n_sampling_steps(n_steps)
     sampler.action_guidance_noise_scale = own_noise_scale
     return lines
+
+
+def guidance_scale(model: PolyGRAD) -> float:
+    """:return: the tuned guidance scale of a model with guided imagination"""
+    log_scale = model.log_guidance_scale
+    assert log_scale is not None, "guided imagination tunes a guidance scale"
+    return log_scale.exp().item()
 
 
 def guided_hyperparams(env_id: str, denoiser: str) -> dict[str, Any]:
@@ -150,14 +157,14 @@ def main() -> None:
             f"Command: {command}. {len(starts)} recorded start states; the trained model's sampler settings are "
             f"{model.world_model.schedule.n_sampling_steps} sampling steps, action noise scale "
             f"{model.world_model.sampler.action_guidance_noise_scale:g} and the tuned guidance scale "
-            f"{model.log_guidance_scale.exp().item():.3f} (1x). The state error is one step in, where the start state "
+            f"{guidance_scale(model):.3f} (1x). The state error is one step in, where the start state "
             "is exact; z are the actions standardised by the policy at the imagined states (1 and 0 on-policy).",
             "",
             *sweep(model, env, starts, obs0),
         ]
         write(RESULTS / f"{name}_sweep.md", lines)
         return
-    imagined = model.world_model.imagine(obs0, model.policy, model.log_guidance_scale.exp().item())
+    imagined = model.world_model.imagine(obs0, model.policy, guidance_scale(model))
     low, high = model.action_space.low, model.action_space.high  # type: ignore[attr-defined]
     actions = imagined.actions.cpu().numpy()
     true_obs, alive = replay(env, starts, imagined)  # s_k for k >= 1, alive while the episode runs
@@ -182,7 +189,7 @@ def main() -> None:
         "",
         f"Command: {command}. {len(starts)} recorded start states; imagined actions "
         "replayed open loop in MuJoCo from them. Policy std "
-        f"{model.actor.std().mean().item():.2f}, guidance scale {model.log_guidance_scale.exp().item():.3f}.",
+        f"{model.actor.std().mean().item():.2f}, guidance scale {guidance_scale(model):.3f}.",
         "",
         "| k | std of z at imagined states | corr(a, pi's mean at the true state) | state MSE | replay alive "
         "| state MSE given the policy's own actions |",
