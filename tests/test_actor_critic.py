@@ -118,3 +118,49 @@ def test_normalized_returns_make_the_critics_learning_independent_of_the_reward_
     plain = ActorCriticConfig(line_search=False)
     (small, _), (large, _) = (values_in_reward_units(plain, f) for f in (1.0, 1000.0))
     assert large.abs().mean() < 0.5 * small.abs().mean()
+
+
+def _zero_valued_policy() -> PolyGRADPolicy:
+    obs_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    th.manual_seed(1)
+    policy = PolyGRADPolicy(obs_space, spaces.Box(-1, 1, (2,), np.float32), lambda _: 1e-3, net_arch=[8])
+    for critic in (policy.critic, policy.critic_target):  # V = 0 everywhere: the targets are discounted reward sums
+        th.nn.init.zeros_(critic.net[-1].weight)
+        th.nn.init.zeros_(critic.net[-1].bias)
+    return policy
+
+
+def test_real_windows_add_their_weighted_critic_loss_and_leave_the_actors():
+    th.manual_seed(0)
+    imagined = ImaginedTrajectory(th.randn(4, 3, 3), th.randn(4, 3, 2), th.rand(4, 3), th.zeros(4, 3))
+    rewards = th.tensor([[1.0, 2.0, 5.0]] * 4)
+    dones = th.tensor([[0.0, 1.0, 1.0]] * 4)  # each window's second transition terminates; its third row is padding
+    real = ImaginedTrajectory(th.randn(4, 3, 3), th.randn(4, 3, 2), rewards, dones)
+    learner = ImaginedActorCritic(_zero_valued_policy())
+    cfg = ActorCriticConfig(gamma=0.5, gae_lambda=1.0, real_vf_coef=0.25)
+    actor, critic, *_, real_loss = learner.losses(imagined, cfg, real)
+    plain_actor, plain_critic, *_, no_loss = learner.losses(imagined, ActorCriticConfig(gamma=0.5, gae_lambda=1.0), real)
+    # targets 1 + 0.5 * 2 = 2 and 2 (the termination cuts off the padding's reward 5); weights 1 and 1
+    assert no_loss is None and real_loss is not None
+    assert real_loss.item() == pytest.approx(0.5 * (2.0**2 + 2.0**2) / 2)
+    assert critic.item() == pytest.approx(plain_critic.item() + 0.25 * real_loss.item())
+    assert actor.item() == pytest.approx(plain_actor.item())
+
+
+def test_a_critic_that_learns_from_real_windows_values_the_real_rewards():
+    """Imagination says every reward is 0, the env pays 1 per step: only the critic given the real windows learns that
+    the states are worth something."""
+    th.manual_seed(0)
+    obs = th.randn(32, 4, 3)
+    imagined = ImaginedTrajectory(obs, th.randn(32, 4, 2), th.zeros(32, 4), th.zeros(32, 4))
+    real = ImaginedTrajectory(obs, th.randn(32, 4, 2), th.ones(32, 4), th.zeros(32, 4))
+
+    def value_after(cfg: ActorCriticConfig) -> float:
+        policy = _zero_valued_policy()
+        learner = ImaginedActorCritic(policy)
+        for _ in range(50):
+            learner.step(imagined, cfg, 1e-3, 1e-3, real)
+        return policy.critic(obs).mean().item()
+
+    assert value_after(ActorCriticConfig(line_search=False, real_vf_coef=1.0)) > 0.3
+    assert abs(value_after(ActorCriticConfig(line_search=False))) < 0.05

@@ -84,7 +84,7 @@ def test_a_users_own_method_trains_with_its_options(tiny_kwargs):
     )  # fmt: skip
     learned: list[ImaginedTrajectory] = []
     train = model._train_actor_critic
-    model._train_actor_critic = lambda trajectory: learned.append(trajectory) or train(trajectory)  # type: ignore[method-assign]
+    model._train_actor_critic = lambda trajectory, real: learned.append(trajectory) or train(trajectory, real)  # type: ignore[method-assign]
     model.learn(200)
     assert learned and th.allclose(learned[-1].actions, th.full_like(learned[-1].actions, 0.5), atol=1e-5)
     assert model.log_guidance_scale is None  # nothing to tune, nothing saved for it
@@ -110,7 +110,7 @@ def test_a_users_own_method_trains_with_its_options(tiny_kwargs):
         ),
         (dict(imagination="simulator", imagination_kwargs=dict(evaluated="simulator")), "['evaluated'] must be one of"),
         (dict(actor_critic_kwargs=dict(gamma=0.9)), "actor_critic_kwargs takes the keys ['reward_scale',"),
-        (dict(actor_critic_kwargs=dict(reward_scael=0.1)), "'action_std_schedule']; not ['reward_scael']"),
+        (dict(actor_critic_kwargs=dict(reward_scael=0.1)), "'action_std_schedule', 'real_vf_coef']; not ['reward_scael']"),
         (dict(imagination="closed_loop"), "imagination='closed_loop' samples states from past actions only"),
         (dict(imagination="sequential"), "needs denoiser='causal_mlp'"),
         (

@@ -1,5 +1,6 @@
 import math
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -331,3 +332,21 @@ def test_normalized_returns_train_log_their_statistics_and_survive_save_and_load
     plain = Spy()
     PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs).learn(300, callback=plain)
     assert "train/critic_loss" in plain.recorded and "train/return_mean" not in plain.recorded
+
+
+def test_a_critic_given_real_windows_learns_from_those_imagination_started_from(tiny_kwargs):
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, actor_critic_kwargs={"real_vf_coef": 0.5}, **tiny_kwargs)
+    seen = []
+    step = model.learner.step
+
+    def spy_step(traj: Any, cfg: Any, lr: float, max_lr: float, real: Any) -> Any:
+        seen.append((traj, real))
+        return step(traj, cfg, lr, max_lr, real)
+
+    model.learner.step = spy_step  # type: ignore[method-assign]
+    spy = Spy()
+    model.learn(300, callback=spy)
+    assert seen and spy.recorded["train/real_critic_loss"] > 0
+    for imagined, real in seen:
+        assert th.equal(real.observations[:, 0], imagined.observations[:, 0])  # the real start states
+        assert real.rewards.shape == imagined.rewards.shape

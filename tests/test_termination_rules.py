@@ -66,7 +66,7 @@ def test_env_rule_sets_the_dones_the_actor_critic_learns_from(tiny_kwargs):
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", imagination_kwargs=env_rule, seed=0, **tiny_kwargs)
     learned: list[ImaginedTrajectory] = []
     train = model._train_actor_critic
-    model._train_actor_critic = lambda trajectory: learned.append(trajectory) or train(trajectory)  # type: ignore[method-assign]
+    model._train_actor_critic = lambda trajectory, real: learned.append(trajectory) or train(trajectory, real)  # type: ignore[method-assign]
     model.learn(300)
     assert learned
     traj = learned[-1]

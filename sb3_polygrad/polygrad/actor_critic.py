@@ -54,6 +54,13 @@ class ActorCriticConfig:
         on Hopper a policy whose samples hop could fall with its mean action, which deterministic evaluation takes; a
         std that ends small makes the mean action the behaviour it learnt. Both values must exceed the policy's
         ``min_std``
+    :param real_vf_coef: weight of a second critic loss, on the real windows that imagination starts from (their
+        lambda-returns from the recorded rewards and terminations, bootstrapped by the target critic as imagined ones
+        are), beside the loss on imagined trajectories; 0: the critic learns from imagination alone, as in the paper.
+        This package's extension: real returns hold the critic to what the policy earns in the env where imagination
+        would lead it to overvalue a policy (MBPO's critic, likewise, learns from real and model data). The recorded
+        actions are the behaviour policy's: close to the current policy's where imagination starts from the newest
+        transitions (``imagination_kwargs['start_window']``)
     """
 
     gamma: float = 0.99
@@ -72,6 +79,7 @@ class ActorCriticConfig:
     actor_lr_learning_rate: float = 3e-4
     normalize_returns: bool = False
     action_std_schedule: tuple[float, float] | None = None
+    real_vf_coef: float = 0.0
 
     @classmethod
     def from_kwargs(
@@ -120,8 +128,8 @@ class ActorCriticStats:
     initial_update_size: float
     line_search_steps: int
     actor_learning_rate: float
-    # the critic's return statistics, with ``normalize_returns``
-    return_stats: dict[str, float] = field(default_factory=dict)
+    # the critic's return statistics, with ``normalize_returns``; its loss on real windows, with ``real_vf_coef``
+    critic_stats: dict[str, float] = field(default_factory=dict)
 
     def logged(self) -> dict[str, float]:
         """The figures PolyGRAD logs under ``train/``, by name."""
@@ -132,7 +140,7 @@ class ActorCriticStats:
             "actor_learning_rate": self.actor_learning_rate,
             "policy_update_size": self.update_size,
             "line_search_steps": self.line_search_steps,
-            **self.return_stats,
+            **self.critic_stats,
         }
 
 
@@ -273,30 +281,68 @@ class ImaginedActorCritic:
         entropy = self.policy.actor.entropy()
         return weights * (-log_prob * advantages - cfg.ent_coef * entropy), log_prob, entropy
 
-    def losses(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    def critic_loss(self, obs: th.Tensor, returns: th.Tensor, weights: th.Tensor, cfg: ActorCriticConfig) -> th.Tensor:
         """
-        :param traj: imagined trajectories in raw units
+        :param obs: the states of the learned transitions, (B, H-1, O)
+        :param returns: the critic's targets there, (B, H-1)
+        :param weights: their weights (0 after a termination), (B, H-1)
         :param cfg: hyperparameters
-        :return: actor loss, critic loss, the old log-probabilities (B, H-1) and the entropy
+        :return: the weighted squared error of the critic, in the units it learns (standardised with
+            ``normalize_returns``)
         """
-        advantages, returns, weights = self.advantages(traj, cfg)
-        actor_terms, log_prob, entropy = self.actor_terms(traj, cfg, advantages, weights)
-        obs = traj.observations[:, :-1]  # (B, H-1, O)
         if cfg.normalize_returns:
-            self.return_normalizer.update(returns, weights)
             critic = self.policy.critic
             errors = (returns - critic.return_mean) / critic.return_std - critic.normalized(obs)
         else:
             errors = returns - self.policy.predict_values(obs)
-        critic_loss = (weights * 0.5 * errors.square()).mean()
-        return actor_terms.mean(), critic_loss, log_prob.detach(), entropy.detach()
+        return (weights * 0.5 * errors.square()).mean()
+
+    def losses(
+        self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, real: ImaginedTrajectory | None = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor | None]:
+        """
+        :param traj: imagined trajectories in raw units
+        :param cfg: hyperparameters
+        :param real: the real windows imagination started from, in the same layout (``dones`` their terminations);
+            the critic also learns from them where ``cfg.real_vf_coef`` is positive
+        :return: actor loss, critic loss (with its term on ``real``), the old log-probabilities (B, H-1), the entropy and
+            the critic's loss on ``real`` alone (``None`` where it does not learn from them)
+        """
+        advantages, returns, weights = self.advantages(traj, cfg)
+        actor_terms, log_prob, entropy = self.actor_terms(traj, cfg, advantages, weights)
+        if cfg.normalize_returns:  # the statistics follow the imagined returns, the critic's main targets
+            self.return_normalizer.update(returns, weights)
+        critic_loss = self.critic_loss(traj.observations[:, :-1], returns, weights, cfg)
+        real_loss = None
+        if real is not None and cfg.real_vf_coef > 0:
+            _, real_returns, real_weights = self.advantages(real, cfg)
+            real_loss = self.critic_loss(real.observations[:, :-1], real_returns, real_weights, cfg)
+            critic_loss = critic_loss + cfg.real_vf_coef * real_loss
+        return actor_terms.mean(), critic_loss, log_prob.detach(), entropy.detach(), real_loss
+
+    def critic_stats(self, cfg: ActorCriticConfig, real_loss: th.Tensor | None) -> dict[str, float]:
+        """The critic's return statistics, with ``normalize_returns``, and its loss on real windows, where it had one."""
+        critic = self.policy.critic
+        stats = (
+            {"return_mean": critic.return_mean.item(), "return_std": critic.return_std.item()} if cfg.normalize_returns else {}
+        )
+        if real_loss is not None:
+            stats["real_critic_loss"] = real_loss.item()
+        return stats
 
     def update_size(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, old_log_prob: th.Tensor) -> float:
         """Mean ``|log pi_old - log pi_new|`` over the batch, after a step."""
         with th.no_grad():
             return (self.log_prob(traj, cfg) - old_log_prob).abs().mean().item()
 
-    def step(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, actor_lr: float, max_actor_lr: float) -> ActorCriticStats:
+    def step(
+        self,
+        traj: ImaginedTrajectory,
+        cfg: ActorCriticConfig,
+        actor_lr: float,
+        max_actor_lr: float,
+        real: ImaginedTrajectory | None = None,
+    ) -> ActorCriticStats:
         """
         One gradient step of critic and actor.
 
@@ -304,10 +350,11 @@ class ImaginedActorCritic:
         :param cfg: hyperparameters (built from the algorithm's attributes, so changing one takes effect at once)
         :param actor_lr: the actor's current (adaptive) learning rate
         :param max_actor_lr: upper bound of the line search
+        :param real: the real windows imagination started from, as :meth:`losses` takes them
         :return: statistics of the step
         """
         actor, critic = self.policy.actor, self.policy.critic
-        actor_loss, critic_loss, old_log_prob, entropy = self.losses(traj, cfg)
+        actor_loss, critic_loss, old_log_prob, entropy, real_loss = self.losses(traj, cfg, real)
         actor.optimizer.zero_grad()
         critic.optimizer.zero_grad()
         (actor_loss + critic_loss).backward()
@@ -340,9 +387,7 @@ class ImaginedActorCritic:
             initial_update_size=initial,
             line_search_steps=steps,
             actor_learning_rate=lr,
-            return_stats={"return_mean": critic.return_mean.item(), "return_std": critic.return_std.item()}
-            if cfg.normalize_returns
-            else {},
+            critic_stats=self.critic_stats(cfg, real_loss),
         )
 
 

@@ -98,6 +98,7 @@ RANGES: dict[str, Range] = {
     "line_search_tolerance": real("[0, inf)"),
     "line_search_ratio": real("(0, 1)"),  # the rate moves by this factor, or its inverse, at each retry
     "line_search_max_iters": integer("[0, inf)"),
+    "real_vf_coef": real("[0, inf)"),
     # PolyGRAD: the world model and imagination
     "world_model_learning_rate": real("(0, inf)"),
     "world_model_warmup": integer("[0, inf)"),

@@ -397,7 +397,9 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
                 )
                 trajectory = self.imaginer.imagine(start)
                 self._record_imagination(trajectory)
-                self._train_actor_critic(trajectory)
+                # the real windows in the actor-critic's layout, for a critic that also learns from them
+                real = ImaginedTrajectory(start.observations, start.actions, start.rewards, start.terminals)
+                self._train_actor_critic(trajectory, real)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def imagine(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
@@ -430,14 +432,14 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
         self.logger.record("imagination/reward_mean", trajectory.rewards[:, :-1].mean().item())
         self.logger.record("imagination/done_rate", trajectory.dones[:, :-1].mean().item())
 
-    def _train_actor_critic(self, trajectory: ImaginedTrajectory) -> None:
+    def _train_actor_critic(self, trajectory: ImaginedTrajectory, real: ImaginedTrajectory | None = None) -> None:
         config = self.actor_critic_config()
         max_lr = self.lr_schedule(self._current_progress_remaining)
         actor_lr = min(self.actor_lr.value, max_lr) if config.adaptive_actor_lr else max_lr
         # The target critic moves before the targets are computed, as in the reference.
         with th.no_grad():
             th._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.tau)
-        stats = self.learner.step(trajectory, config, actor_lr, max_lr)
+        stats = self.learner.step(trajectory, config, actor_lr, max_lr, real)
         if config.adaptive_actor_lr:
             self.actor_lr.update(stats.initial_update_size, config.target_policy_update, max_lr)
         self._n_updates += 1
