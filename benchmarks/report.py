@@ -116,11 +116,17 @@ def mean_std_text(values: list[float]) -> str:
     return f"{np.mean(values):.0f} ± {np.std(values):.0f}" if len(values) > 1 else f"{values[0]:.0f}"
 
 
+def seeds_text(values: list[float]) -> str:
+    """``"mean ± std (each seed's)"``: the spread, then every seed's value in seed order, so that one seed far from the
+    others shows; the mean alone for one seed."""
+    return mean_std_text(values) + (f" ({', '.join(f'{v:.0f}' for v in values)})" if len(values) > 1 else "")
+
+
 class AlgoFigures(NamedTuple):
     """One algorithm's figures on one env, over its seeds: what the tables give."""
 
     seeds: int
-    returns: list[list[float]]  # at each of :func:`budgets`, one per seed
+    returns: list[list[float]]  # at each of :func:`budgets`, one per seed, in seed order
     held: list[float]  # each seed's mean return over the second half of the budget
     reach: float  # median over seeds of the env steps to the threshold (inf: not reached)
     wall: float  # mean over seeds of the training wall-clock, s
@@ -136,7 +142,7 @@ def env_figures(curves: Curves, setting: EnvSetting) -> dict[str, AlgoFigures]:
     out = {}
     for (algo, env), seeds in sorted(curves.items(), key=lambda kv: kv[0][0] != "polygrad"):
         if env == setting.env_id:
-            runs = list(seeds.values())
+            runs = [seeds[seed] for seed in sorted(seeds)]
             out[algo] = AlgoFigures(
                 seeds=len(runs),
                 returns=[[return_at(r, b) for r in runs] for b in budgets(setting)],
@@ -170,7 +176,9 @@ def table(curves: Curves, preset: Preset) -> str:
         ]  # fmt: skip
         figures = env_figures(curves, setting)
         for algo, found in figures.items():
-            cells = " | ".join(mean_std_text(r) for r in [*found.returns, found.held])
+            cells = " | ".join(
+                [*map(mean_std_text, found.returns[:-1]), seeds_text(found.returns[-1]), mean_std_text(found.held)]
+            )
             # ratio > 1: PolyGRAD reaches the threshold in that many times fewer env steps than this baseline
             polygrad = figures["polygrad"].reach if "polygrad" in figures else None
             ratio = "—" if algo == "polygrad" else ratio_text(polygrad, found.reach)
@@ -221,7 +229,7 @@ def summary(curves: Curves, preset: Preset) -> str:
         for algo in (algo for algo in preset.plotted_algos() if algo in figures):
             found = figures[algo]
             lines.append(
-                f"| {preset.label(algo)} | {found.seeds} | {mean_std_text(found.returns[-1])} "
+                f"| {preset.label(algo)} | {found.seeds} | {seeds_text(found.returns[-1])} "
                 f"| {mean_std_text(found.held)} | {steps_text(found.reach)} | {wall_ratio_text(figures, algo)} |"
             )
         for row in published_rows(setting.env_id, setting.budget):
@@ -323,8 +331,8 @@ def main() -> None:
     text = (
         f"# Benchmark `{args.preset}`\n\n{header(args.preset, folder / 'machine.txt')}\n\n"
         "Returns are mean ± std over seeds (the mean alone for one seed) of the deterministic policy's mean return over "
-        "the evaluation episodes; the mean return over the second half of the budget averages each seed's evaluations "
-        "there first. "
+        "the evaluation episodes, and at the budget each seed's return in seed order; the mean return over the second "
+        "half of the budget averages each seed's evaluations there first. "
         "The sample-efficiency ratio is a baseline's env steps to reach the threshold divided by PolyGRAD's (median "
         "over seeds): above 1, PolyGRAD needs fewer env steps. Wall-clock excludes evaluation and is only comparable "
         "between algorithms of the same run.\n\n" + table(curves, preset)

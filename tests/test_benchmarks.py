@@ -223,6 +223,26 @@ def test_one_seed_shows_its_mean_without_a_spread(values, expected):
     assert report.mean_std_text(values) == expected
 
 
+@pytest.mark.parametrize("values, expected", [([100.0, 300.0, 158.4], "186 ± 84 (100, 300, 158)"), ([545.4], "545")])
+def test_the_return_at_the_budget_shows_every_seed(values, expected):
+    assert report.seeds_text(values) == expected
+
+
+def test_the_tables_give_each_seeds_return_at_the_budget_in_seed_order(tmp_path):
+    setting = presets.EnvSetting("Pendulum-v1", 10, 5, -1000.0)
+    preset = presets.Preset(envs=(setting,), algos=("ppo",))
+    finals = ((2, 30), (0, 10), (1, 20))  # the CSV's seeds out of order
+    rows = [dict(algo="ppo", env="Pendulum-v1", seed=seed, env_steps=steps, eval_return=final * steps / 10,
+                 eval_return_std=0, wall_clock_s=steps, diagnostics="{}")
+            for seed, final in finals for steps in (0, 5, 10)]  # fmt: skip
+    write_rows(tmp_path / "p.csv", rows, run.FIELDS)
+    curves = report.load(tmp_path / "p.csv")
+    line = next(line for line in report.table(curves, preset).splitlines() if line.startswith("| ppo |"))
+    assert line.startswith("| ppo | 3 | 0 ± 0 | 10 ± 4 | 20 ± 8 (10, 20, 30) | 15 ± 6 |")
+    summary = next(line for line in report.summary(curves, preset).splitlines() if line.startswith("| ppo |"))
+    assert summary.startswith("| ppo | 3 | 20 ± 8 (10, 20, 30) |")
+
+
 @pytest.mark.parametrize(
     "polygrad, baseline, expected",
     [(10.0, 20.0, "2.00x"), (np.inf, 20.0, "PolyGRAD did not reach it"), (10.0, np.inf, "baseline did not reach it"),
