@@ -45,6 +45,7 @@ LEARNER_FIGURES = (
     ("imagination/reward_mean", "imagined reward per step"),
     ("imagination/done_rate", "imagined termination rate"),
     ("train/std", "policy action std"),
+    ("eval/x_position", "episode end, x (m)"),
 )
 
 
@@ -117,7 +118,8 @@ def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
     """
     What PolyGRAD's actor-critic learned at each evaluation and from what, mean over seeds: the evaluation return of
     the policy's sampled actions, the reward per step and termination rate of the imagined trajectories (raw units,
-    before ``reward_scale``) and the policy's action std. Empty when no run logged them.
+    before ``reward_scale``) and the policy's action std; and where each algorithm's evaluation episodes end along x.
+    Empty when no run logged them.
     """
     heading = (
         "## Learner figures\n\nThe evaluation return of the policy's sampled actions (`eval/sampled_return`: as many "
@@ -126,6 +128,8 @@ def learner_table(diagnostics: Diagnostics, preset: Preset) -> str:
         "actor-critic learns from (`imagination/reward_mean`, `imagination/done_rate`: raw rewards, before "
         "`reward_scale`; the stochastic policy's, where the evaluations above are the deterministic one's), and the "
         "policy's action std (`train/std`, in actions scaled to [-1, 1]), the latest logged by each evaluation, mean "
-        "over seeds."
+        "over seeds; and where the deterministic evaluation episodes end along x (`eval/x_position`, in m, for every "
+        "algorithm on a task that reports it): a Hopper or Walker2d policy whose return is near 1,000 and whose "
+        "episodes end near 0 stands through them on the healthy reward."
     )
     return figures_table(diagnostics, preset, LEARNER_FIGURES, "mean", heading)

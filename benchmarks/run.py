@@ -45,8 +45,8 @@ from benchmarks.diagnostics.ip_presets import DIAGNOSTIC_PRESETS
 from benchmarks.machine import describe_machine
 from benchmarks.presets import BENCHMARK_PRESETS, RESULTS, EnvSetting, Preset, split_variant
 
-# diagnostics: PolyGRAD's latest world-model and imagined-action figures and its policy's std at each evaluation, as JSON
-# ("{}" for others)
+# diagnostics, as JSON: PolyGRAD's latest world-model and imagined-action figures and its policy's std at each evaluation;
+# for every algorithm on a task that reports ``x_position``, where its evaluation episodes end ("{}" where there is none)
 FIELDS = ["algo", "env", "seed", "env_steps", "eval_return", "eval_return_std", "wall_clock_s", "diagnostics"]
 DIAGNOSTIC_PREFIXES = ("world_model/", "train/imagined_action_", "imagination/", "train/std")
 # The benchmarks (benchmarks/presets.py), then the InvertedPendulum diagnostics (benchmarks/diagnostics/ip_presets.py).
@@ -65,6 +65,39 @@ def job_checkpoint(preset: str, algo: str, env_id: str, seed: int) -> Path:
 def unfinished_csv(preset: str, algo: str, env_id: str, seed: int) -> Path:
     """The evaluations so far of a job that has checkpointed and not finished (removed once its CSV is written)."""
     return RESULTS / preset / "unfinished" / f"{algo}_{env_id}_{seed}.csv"
+
+
+class FinalPositions:
+    """
+    An ``evaluate_policy`` callback that keeps where each evaluation episode ends along x (``info["x_position"]`` of
+    MuJoCo's locomotion tasks). On Hopper and Walker2d a policy that stands through a 1,000-step episode earns about
+    1,000 from the healthy reward alone, so a return near 1,000 does not tell standing from moving.
+    """
+
+    def __init__(self) -> None:
+        self.positions: list[float] = []
+
+    def __call__(self, local: dict[str, Any], _globals: dict[str, Any]) -> None:
+        if local["done"] and "x_position" in local["info"]:
+            self.positions.append(float(local["info"]["x_position"]))
+
+
+def evaluate_deterministic(model: Any, env: Any, episodes: int, diagnostics: dict[str, float]) -> tuple[float, float]:
+    """
+    :param model: the model to evaluate
+    :param env: its evaluation env
+    :param episodes: how many episodes
+    :param diagnostics: where the mean of where the episodes end along x is written, as ``eval/x_position``, on a task
+        that reports it (:class:`FinalPositions`)
+    :return: mean and std of the deterministic policy's return over the episodes
+    """
+    from stable_baselines3.common.evaluation import evaluate_policy  # in the job's process, as run_job's imports
+
+    ends = FinalPositions()
+    mean, std = evaluate_policy(model, env, episodes, deterministic=True, callback=ends)
+    if ends.positions:
+        diagnostics["eval/x_position"] = float(sum(ends.positions) / len(ends.positions))
+    return float(mean), float(std)  # type: ignore[arg-type]  # floats: return_episode_rewards is False
 
 
 def build_job(preset: Preset, algo: str, setting: EnvSetting, seed: int, log_folder: str) -> tuple[Any, Any]:
@@ -174,6 +207,9 @@ def run_job(
         followed by a checkpoint at the start of the next rollout, where the model has stored and trained on every
         transition it counts (during a step, SB3 calls the callback before it stores that step's transition).
 
+        Where the task reports ``x_position``, the mean over the deterministic episodes of where each ends is logged as
+        the diagnostic ``eval/x_position`` (:class:`FinalPositions`).
+
         With ``sampled_eval_env``, the policy's sampled actions are evaluated too, in that env, and logged as the
         diagnostic ``eval/sampled_return``: PolyGRAD's actor-critic learns the stochastic policy, and its mean action
         can fall where its samples do not. Its own env and a forked torch RNG leave the deterministic evaluations and
@@ -200,7 +236,7 @@ def run_job(
             train_env = self.model.get_env()
             assert train_env is not None  # learn() runs with an env
             sync_envs_normalization(train_env, self.eval_env)
-            mean, std = evaluate_policy(self.model, self.eval_env, preset.n_eval_episodes, deterministic=True)
+            mean, std = evaluate_deterministic(self.model, self.eval_env, preset.n_eval_episodes, self.diagnostics.latest)
             if self.sampled_eval_env is not None:
                 sync_envs_normalization(train_env, self.sampled_eval_env)
                 with th.random.fork_rng(devices=[]):

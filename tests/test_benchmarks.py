@@ -228,6 +228,13 @@ def test_the_return_at_the_budget_shows_every_seed(values, expected):
     assert report.seeds_text(values) == expected
 
 
+def test_the_evaluation_keeps_where_each_episode_ends_on_tasks_that_report_it():
+    ends = run.FinalPositions()
+    for done, info in [(False, {"x_position": 0.1}), (True, {"x_position": 0.3}), (True, {"x_position": 5.0}), (True, {})]:
+        ends({"done": done, "info": info}, {})
+    assert ends.positions == [0.3, 5.0]  # the positions at the ends of the episodes only; none where the task has none
+
+
 def test_the_tables_give_each_seeds_return_at_the_budget_in_seed_order(tmp_path):
     setting = presets.EnvSetting("Pendulum-v1", 10, 5, -1000.0)
     preset = presets.Preset(envs=(setting,), algos=("ppo",))
