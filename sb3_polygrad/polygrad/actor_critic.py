@@ -258,13 +258,16 @@ class ImaginedActorCritic:
         :return: the advantages the actor weighs its log-probabilities by (standardised if ``cfg`` says), the critic's
             targets and the weights of the H-1 learned transitions (0 after a termination), each (B, H-1)
         """
-        with th.no_grad():
-            target_values = self.policy.critic_target(traj.observations)  # (B, H)
-            rewards = cfg.reward_scale * traj.rewards
-            advantages, returns, weights = gae(rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
-            if cfg.normalize_advantage:
-                advantages = masked_normalize(advantages, weights)
+        advantages, returns, weights = self.gae_targets(traj, cfg)
+        if cfg.normalize_advantage:
+            advantages = masked_normalize(advantages, weights)
         return advantages, returns, weights
+
+    @th.no_grad()
+    def gae_targets(self, traj: ImaginedTrajectory, cfg: ActorCriticConfig) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """GAE of ``traj`` with the target critic: raw advantages, the critic's targets and the weights, each (B, H-1)."""
+        target_values = self.policy.critic_target(traj.observations)  # (B, H)
+        return gae(cfg.reward_scale * traj.rewards, target_values, traj.dones, cfg.gamma, cfg.gae_lambda)
 
     def actor_terms(
         self, traj: ImaginedTrajectory, cfg: ActorCriticConfig, advantages: th.Tensor, weights: th.Tensor
@@ -315,7 +318,8 @@ class ImaginedActorCritic:
         critic_loss = self.critic_loss(traj.observations[:, :-1], returns, weights, cfg)
         real_loss = None
         if real is not None and cfg.real_vf_coef > 0:
-            _, real_returns, real_weights = self.advantages(real, cfg)
+            # the critic's targets only: the real windows' advantages are not used
+            _, real_returns, real_weights = self.gae_targets(real, cfg)
             real_loss = self.critic_loss(real.observations[:, :-1], real_returns, real_weights, cfg)
             critic_loss = critic_loss + cfg.real_vf_coef * real_loss
         return actor_terms.mean(), critic_loss, log_prob.detach(), entropy.detach(), real_loss
