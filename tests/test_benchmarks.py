@@ -787,3 +787,24 @@ def test_imagination_fidelity_measures_guided_imagination_on_a_closed_loop_entry
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", device="cpu", **guided_hyperparams("InvertedPendulum-v4", denoiser))
     assert (model.imagination, model.denoiser, model.n_sampling_steps) == ("guided", denoiser, 16)
     model.env.close()
+
+
+def test_real_windows_sets_imagined_targets_against_those_of_the_windows_imagination_starts_from(tiny_kwargs, monkeypatch):
+    from benchmarks.diagnostics import real_windows
+    from sb3_polygrad.world_model.types import ImaginedTrajectory
+
+    learner = dict(reward_scale=0.5)
+    model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, actor_critic_kwargs=learner, **tiny_kwargs)
+    model.learn(200)
+    imagined, real, gap, gap_std = real_windows.compare(model, n_starts=32)
+    assert real.reward == pytest.approx(0.5)  # InvertedPendulum pays 1 per step alive, in the critic's units
+    assert imagined.start_value == pytest.approx(real.start_value)  # the same start states
+    assert gap == pytest.approx(imagined.start_target - real.start_target, abs=1e-5) and gap_std > 0
+
+    # an imagination that replays the real windows gives the critic the same targets: no gap
+    def replay(start, generator=None):
+        return ImaginedTrajectory(start.observations, start.actions, start.rewards, start.terminals)
+
+    monkeypatch.setattr(model.imaginer, "imagine", replay)
+    imagined, real, gap, gap_std = real_windows.compare(model, n_starts=32)
+    assert imagined == real and gap == 0 and gap_std == 0
