@@ -791,7 +791,6 @@ def test_imagination_fidelity_measures_guided_imagination_on_a_closed_loop_entry
 
 def test_real_windows_sets_imagined_targets_against_those_of_the_windows_imagination_starts_from(tiny_kwargs, monkeypatch):
     from benchmarks.diagnostics import real_windows
-    from sb3_polygrad.world_model.types import ImaginedTrajectory
 
     learner = dict(reward_scale=0.5)
     model = PolyGRAD("MlpPolicy", "InvertedPendulum-v4", seed=0, gamma=0.9, actor_critic_kwargs=learner, **tiny_kwargs)
@@ -803,7 +802,7 @@ def test_real_windows_sets_imagined_targets_against_those_of_the_windows_imagina
 
     # an imagination that replays the real windows gives the critic the same targets: no gap
     def replay(start, generator=None):
-        return ImaginedTrajectory(start.observations, start.actions, start.rewards, start.terminals)
+        return start.as_trajectory()
 
     monkeypatch.setattr(model.imaginer, "imagine", replay)
     imagined, real, gap, gap_std = real_windows.compare(model, n_starts=32)

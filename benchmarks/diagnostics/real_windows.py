@@ -83,7 +83,7 @@ def compare(model: PolyGRAD, n_starts: int, seed: int = 0) -> tuple[Targets, Tar
     rows, envs = buffer.sample_window_rows(n_starts, model.horizon, np.random.default_rng(seed), newest)
     start = buffer.windows(rows, envs)
     imagined = model.imaginer.imagine(start, th.Generator(device=model.device).manual_seed(seed))
-    real = ImaginedTrajectory(start.observations, start.actions, start.rewards, start.terminals)
+    real = start.as_trajectory()
     imagined_figures, imagined_starts = targets(model, imagined)
     real_figures, real_starts = targets(model, real)
     gap = imagined_starts - real_starts

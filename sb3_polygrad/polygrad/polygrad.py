@@ -397,9 +397,8 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
                 )
                 trajectory = self.imaginer.imagine(start)
                 self._record_imagination(trajectory)
-                # the real windows in the actor-critic's layout, for a critic that also learns from them
-                real = ImaginedTrajectory(start.observations, start.actions, start.rewards, start.terminals)
-                self._train_actor_critic(trajectory, real)
+                # the real windows too, for a critic that also learns from them
+                self._train_actor_critic(trajectory, start.as_trajectory())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def imagine(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:

@@ -26,6 +26,10 @@ class WindowSamples(NamedTuple):
     terminals: th.Tensor
     sim_states: th.Tensor | None = None
 
+    def as_trajectory(self) -> "ImaginedTrajectory":
+        """The windows in the layout of imagined trajectories (their terminals as ``dones``), for what learns from both."""
+        return ImaginedTrajectory(self.observations, self.actions, self.rewards, self.terminals)
+
 
 @dataclass
 class ImaginedTrajectory:
