@@ -2,12 +2,12 @@
 Seconds per 1,000 env steps of a CPU entry's whole training loop, split by part, and the same for another version of
 the package, measured side by side in one run.
 
-The entry (``hyperparams/polygrad_cpu.yml``, or with ``--variant`` overrides) first learns ``--warmup`` env steps, so that
-every part of the loop runs, then is timed over ``--span`` env steps: world-model updates, imagination, actor-critic
-steps, and the rest (env steps, replay buffer, logging). ``--baseline REF`` (repeatable) measures the package as it
-is at the git revision ``REF`` too, from a copy of that revision's tree (its own YAML and code), in alternating rounds
-with the current tree, so all see the same machine load; each version is a fresh process. The final weights'
-fingerprint tells whether two versions trained the same model, to the bit.
+The entry (``hyperparams/polygrad_cpu.yml``, ``polygrad.yml`` for the small tasks, or with ``--variant`` overrides)
+first learns ``--warmup`` env steps, so that every part of the loop runs, then is timed over ``--span`` env steps:
+world-model updates, imagination, actor-critic steps, and the rest (env steps, replay buffer, logging). ``--baseline
+REF`` (repeatable) measures the package as it is at the git revision ``REF`` too, from a copy of that revision's tree
+(its own YAML and code), in alternating rounds with the current tree, so all see the same machine load; each version
+is a fresh process. The final weights' fingerprint tells whether two versions trained the same model, to the bit.
 
     python -m benchmarks.training_speed --baseline HEAD~3
     python -m benchmarks.training_speed --variant "{n_sampling_steps: 16, imagination_kwargs: {row_lag: 1.0}}"
@@ -78,11 +78,17 @@ def measure(tree: Path, env_id: str, warmup: int, span: int, seed: int, hyperpar
 
 
 def entry(tree: Path, env_id: str) -> dict[str, Any]:
-    """The constructor's hyperparameters of ``tree``'s CPU entry for ``env_id``."""
+    """
+    The constructor's hyperparameters of ``tree``'s CPU entry for ``env_id``: its ``hyperparams/polygrad_cpu.yml`` entry
+    (the locomotion tasks), else its ``hyperparams/polygrad.yml`` one (the small tasks the quickstart trains on).
+    """
     import yaml
 
-    entries = yaml.safe_load((tree / "hyperparams" / "polygrad_cpu.yml").read_text())
-    return {k: v for k, v in entries[env_id].items() if k not in ("n_timesteps", "policy")}
+    for name in ("polygrad_cpu.yml", "polygrad.yml"):
+        entries = yaml.safe_load((tree / "hyperparams" / name).read_text())
+        if env_id in entries:
+            return {k: v for k, v in entries[env_id].items() if k not in ("n_timesteps", "policy")}
+    raise ValueError(f"{env_id} has no entry in {tree / 'hyperparams'}/polygrad_cpu.yml or polygrad.yml")
 
 
 def export_tree(revision: str, folder: Path) -> Path:
@@ -146,7 +152,7 @@ def table(rows: list[tuple[str, list[dict[str, Any]]]], span: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="Hopper-v4", help="a task of hyperparams/polygrad_cpu.yml")
+    parser.add_argument("--env", default="Hopper-v4", help="a task of hyperparams/polygrad_cpu.yml or polygrad.yml")
     parser.add_argument("--warmup", type=int, default=2000, help="env steps learnt before the timed span")
     parser.add_argument("--span", type=int, default=1000, help="env steps timed")
     parser.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from benchmarks.training_speed import describe, parse_overrides, table
+from benchmarks.training_speed import ROOT, describe, entry, parse_overrides, table
 
 
 def test_variant_overrides_are_yaml_mappings():
@@ -36,3 +36,12 @@ def test_table_takes_each_versions_fastest_round_and_its_speed_up_against_the_fi
     old, new = lines[2], lines[3]
     assert old.startswith("| old | 100.0 | 25.0 (25%) | 50.0 (50%) | 12.5 (12%) | 12.5 (12%) | 1.00x | aa |")
     assert new.startswith("| new | 40.0 | 10.0 (25%) | 20.0 (50%) | 5.0 (12%) | 5.0 (12%) | 2.50x | bb |")
+
+
+def test_entries_come_from_the_cpu_file_then_the_small_tasks_of_the_zoo_file():
+    hopper = entry(ROOT, "Hopper-v4")  # in both files: the CPU one wins
+    assert hopper["imagination"] == "closed_loop" and "n_timesteps" not in hopper and "policy" not in hopper
+    pendulum = entry(ROOT, "InvertedPendulum-v4")  # the quickstart's entry, only in polygrad.yml
+    assert pendulum["imagination"] == "closed_loop" and pendulum["imagination_kwargs"]["row_lag"] == 2.0
+    with pytest.raises(ValueError, match="no entry"):
+        entry(ROOT, "CartPole-v1")
