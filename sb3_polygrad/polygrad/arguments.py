@@ -90,6 +90,7 @@ RANGES: dict[str, Range] = {
     "gae_lambda": real("[0, 1]"),
     "ent_coef": real("[0, inf)"),
     "agent_gradient_steps": integer("[0, inf)"),
+    "imagination_epochs": integer("[1, inf)"),
     # actor_critic_kwargs: ActorCriticConfig
     "reward_scale": real("(0, inf)"),  # 0 would erase the rewards
     "max_grad_norm": real("(0, inf]"),  # inf: no clipping

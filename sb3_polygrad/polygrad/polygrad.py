@@ -62,6 +62,10 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
     :param train_freq: train every ``train_freq`` env steps (per env), or a tuple ``(n, "step" | "episode")``
     :param gradient_steps: world-model updates per training call
     :param agent_gradient_steps: imagine-then-update rounds of the actor-critic per training call
+    :param imagination_epochs: actor-critic steps on each imagined batch (1: the paper's, one step per imagination).
+        This package's extension: imagination is most of a training call's cost, and a batch imagined for the policy
+        of one step is still close to on-policy one or two steps later (each step moves ``log pi`` by about
+        ``target_policy_update``), as PPO reuses its rollouts for ``n_epochs``
     :param world_model_warmup: env steps after ``learning_starts`` in which only the world model trains
     :param horizon: H, length of the diffused (and imagined) trajectories
     :param denoiser: ``"mlp"`` (residual MLP, the paper's), ``"causal_mlp"`` (the same, masked so that no state sees the
@@ -115,6 +119,7 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
         train_freq: int | tuple[int, str] = 4,
         gradient_steps: int = 4,
         agent_gradient_steps: int = 1,
+        imagination_epochs: int = 1,
         world_model_warmup: int = 1000,
         horizon: int = 10,
         denoiser: DenoiserName = "mlp",
@@ -167,6 +172,7 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
         self.gae_lambda = gae_lambda
         self.ent_coef = ent_coef
         self.agent_gradient_steps = agent_gradient_steps
+        self.imagination_epochs = imagination_epochs
         self.world_model_warmup = world_model_warmup
         self.horizon = horizon
         self.denoiser = denoiser
@@ -397,8 +403,9 @@ class PolyGRAD(AtomicSaves, OffPolicyAlgorithm):
                 )
                 trajectory = self.imaginer.imagine(start)
                 self._record_imagination(trajectory)
-                # the real windows too, for a critic that also learns from them
-                self._train_actor_critic(trajectory, start.as_trajectory())
+                real = start.as_trajectory()  # the real windows too, for a critic that also learns from them
+                for _ in range(self.imagination_epochs):
+                    self._train_actor_critic(trajectory, real)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def imagine(self, obs0: th.Tensor, generator: th.Generator | None = None) -> ImaginedTrajectory:
