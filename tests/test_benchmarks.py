@@ -737,6 +737,46 @@ def test_advantage_sources_split_the_actors_step_by_when_its_start_states_were_r
         advantage_sources.main()
 
 
+def test_gradient_noise_separates_the_actors_expected_gradient_from_the_noise_of_one_batch(tiny_kwargs, tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks.diagnostics import gradient_noise
+
+    # Known gradients: G = (3, 0, 0) plus +-2 along the second axis in turn: tr(S) = 4 * 4 / 3, |G|^2 = 9.
+    grads = torch.tensor([[3.0, 2.0, 0.0], [3.0, -2.0, 0.0], [3.0, 2.0, 0.0], [3.0, -2.0, 0.0]])
+    stats = gradient_noise.GradientNoise.from_gradients("known", 10, 8, grads)
+    assert stats.noise == pytest.approx(16 / 3) and stats.signal == pytest.approx(9.0 - 16 / 3 / 4)
+    assert stats.signal_share == pytest.approx(stats.signal / (stats.signal + 16 / 3))
+    assert stats.noise_scale == pytest.approx(8 * (16 / 3) / stats.signal)
+    assert stats.mean_cosine == pytest.approx((4 * 5 / 13 + 2 * 1.0) / 6)
+    # with G = (1, 0, 0) the noise's share exceeds what the mean's norm shows: no signal is measured
+    weak = gradient_noise.GradientNoise.from_gradients("weak", 10, 8, grads / torch.tensor([3.0, 1.0, 1.0]))
+    assert weak.signal < 0 and (weak.signal_share, weak.noise_scale) == (0.0, float("inf"))
+    same = gradient_noise.GradientNoise.from_gradients("same", 10, 8, torch.ones(3, 5))
+    assert (same.noise, same.signal_share, same.mean_cosine) == (pytest.approx(0.0), 1.0, pytest.approx(1.0))
+
+    model = PolyGRAD("MlpPolicy", "Pendulum-v1", seed=0, **tiny_kwargs)
+    model.learn(300)
+    first = gradient_noise.batch_gradient(model, 32, seed=0)
+    assert first.shape == (sum(p.numel() for p in model.actor.parameters() if p.requires_grad),)
+    assert torch.equal(first, gradient_noise.batch_gradient(model, 32, seed=0))  # a seed fixes the batch
+    assert not torch.equal(first, gradient_noise.batch_gradient(model, 32, seed=1))
+    stats = gradient_noise.gradient_noise(model, "pendulum", n_batches=4, n_starts=32)
+    assert (stats.env_steps, stats.batch_size, stats.batches) == (300, 32, 4) and stats.noise > 0
+
+    model.save(tmp_path / "model.zip")
+    model.save_replay_buffer(tmp_path / "replay_buffer.pkl")
+    monkeypatch.setattr(gradient_noise, "RESULTS", tmp_path)
+    argv = ["gradient_noise", "--env", "Pendulum-v1", "--name", "pendulum", f"--checkpoint=s0={tmp_path}", "--starts", "16"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--batches", "3"])
+    gradient_noise.main()
+    assert "| s0 | 300 | 16 | 3 |" in (tmp_path / "pendulum.md").read_text()
+    for wrong in (["--batches", "1"], ["--checkpoint", "no-label"]):
+        monkeypatch.setattr(sys, "argv", [*argv, *wrong])
+        with pytest.raises(SystemExit):
+            gradient_noise.main()
+
+
 def test_polygrad_jobs_log_their_sampled_actions_return_and_leave_the_deterministic_evaluations_as_they_were(
     tiny_kwargs, monkeypatch
 ):

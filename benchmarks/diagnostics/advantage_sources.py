@@ -44,9 +44,32 @@ class Group:
     gradient: float
 
 
-def _flat_grad(loss: th.Tensor, parameters: list[th.nn.Parameter]) -> th.Tensor:
+def flat_grad(loss: th.Tensor, parameters: list[th.nn.Parameter]) -> th.Tensor:
+    """The gradient of ``loss`` over ``parameters`` (zero for those it does not reach), flattened into one vector."""
     grads = th.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
     return th.cat([(th.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, grads, strict=True)])
+
+
+def imagined_actor_terms(
+    model: PolyGRAD, n_starts: int, newest: int | None, seed: int
+) -> tuple[np.ndarray, th.Tensor, th.Tensor, th.Tensor]:
+    """
+    One imagined batch and the actor's loss on it, as one actor-critic step of training computes them.
+
+    :param model: a trained PolyGRAD with its replay buffer
+    :param n_starts: imagined trajectories in the batch
+    :param newest: draw start windows among the newest ``newest`` transitions (``None``: the whole buffer)
+    :param seed: seed of the drawn windows and of imagination
+    :return: the buffer rows of the start windows, (B, H); each transition's term of the actor loss, the advantages it
+        weighs and the transitions' weights, each (B, H-1)
+    """
+    buffer = model.replay_buffer
+    rows, envs = buffer.sample_window_rows(n_starts, model.horizon, np.random.default_rng(seed), newest)
+    trajectory = model.imaginer.imagine(buffer.windows(rows, envs), th.Generator(device=model.device).manual_seed(seed))
+    learner, cfg = model.learner, model.actor_critic_config()
+    advantages, _, weights = learner.advantages(trajectory, cfg)
+    terms, _, _ = learner.actor_terms(trajectory, cfg, advantages, weights)
+    return rows, terms, advantages, weights
 
 
 def advantage_sources(
@@ -60,23 +83,18 @@ def advantage_sources(
     :param seed: seed of the drawn windows and of imagination
     :return: the groups (those with no start state left out) and the env steps the model has taken
     """
-    buffer = model.replay_buffer
-    rows, envs = buffer.sample_window_rows(n_starts, model.horizon, np.random.default_rng(seed), newest)
-    recorded = buffer.env_steps_of_rows(rows[:, 0], model.num_timesteps)
-    trajectory = model.imaginer.imagine(buffer.windows(rows, envs), th.Generator(device=model.device).manual_seed(seed))
-    learner, cfg = model.learner, model.actor_critic_config()
-    advantages, _, weights = learner.advantages(trajectory, cfg)
-    terms, _, _ = learner.actor_terms(trajectory, cfg, advantages, weights)
+    rows, terms, advantages, weights = imagined_actor_terms(model, n_starts, newest, seed)
+    recorded = model.replay_buffer.env_steps_of_rows(rows[:, 0], model.num_timesteps)
     parameters = [p for p in model.actor.parameters() if p.requires_grad]
     squared = (weights * advantages.square()).sum(dim=1).cpu().numpy()  # (B,)
-    whole = _flat_grad(terms.mean(), parameters)
+    whole = flat_grad(terms.mean(), parameters)
     bounds = [0, *edges, model.num_timesteps]
     groups = []
     for first, end in itertools.pairwise(bounds):
         in_group = th.as_tensor((recorded >= first) & (recorded < end), device=terms.device)
         if not in_group.any():
             continue
-        gradient = _flat_grad(terms[in_group].sum() / terms.numel(), parameters)
+        gradient = flat_grad(terms[in_group].sum() / terms.numel(), parameters)
         groups.append(
             Group(
                 first=first,
