@@ -28,6 +28,7 @@ import numpy as np
 import torch as th
 
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
+from benchmarks.diagnostics import load_checkpoint, missing_checkpoint_file
 from sb3_polygrad import PolyGRAD
 
 RESULTS = DIAGNOSTICS / "advantage_sources"
@@ -135,12 +136,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.starts < 1 or args.edges != sorted(set(args.edges)) or args.edges[0] <= 0:
         parser.error("--starts must be at least 1 and --edges positive and increasing")
-    for name in ("model.zip", "replay_buffer.pkl"):
-        if not (args.checkpoint / name).is_file():
-            parser.error(f"{args.checkpoint} holds no {name}")
+    if error := missing_checkpoint_file(args.checkpoint):
+        parser.error(error)
     th.set_num_threads(1)
-    model = PolyGRAD.load(args.checkpoint / "model.zip", device="cpu")
-    model.load_replay_buffer(args.checkpoint / "replay_buffer.pkl")
+    model = load_checkpoint(args.checkpoint)
     newest = None if args.whole_buffer else model.imagination_kwargs.get("start_window")
     groups, num_timesteps = advantage_sources(model, args.edges, args.starts, newest)
     options = ["--name", args.name, "--edges", *map(str, args.edges), "--starts", str(args.starts)]

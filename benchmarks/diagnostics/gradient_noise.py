@@ -31,11 +31,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
+from benchmarks.diagnostics import load_checkpoint, missing_checkpoint_file
 from benchmarks.diagnostics.advantage_sources import flat_grad, imagined_actor_terms
 from sb3_polygrad import PolyGRAD
 
@@ -155,14 +155,12 @@ def main() -> None:
     if args.batches < 2 or (args.starts is not None and args.starts < 1):
         parser.error("--batches must be at least 2 and --starts at least 1")
     for _, path in args.checkpoint:
-        for name in ("model.zip", "replay_buffer.pkl"):
-            if not (path / name).is_file():
-                parser.error(f"{path} holds no {name}")
+        if error := missing_checkpoint_file(path):
+            parser.error(error)
     th.set_num_threads(1)
     rows = []
     for label, path in args.checkpoint:
-        model = PolyGRAD.load(path / "model.zip", env=gym.make(args.env), device="cpu")
-        model.load_replay_buffer(path / "replay_buffer.pkl")
+        model = load_checkpoint(path, args.env)
         rows.append(gradient_noise(model, label, args.batches, args.starts or model.imagination_batch_size))
         print(report(rows[-1:], "").splitlines()[-1])
     options = ["--env", args.env, "--name", args.name, "--batches", str(args.batches)]

@@ -24,11 +24,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 
 from benchmarks.diagnostics import RESULTS as DIAGNOSTICS
+from benchmarks.diagnostics import load_checkpoint, missing_checkpoint_file
 from sb3_polygrad import PolyGRAD
 from sb3_polygrad.world_model.types import ImaginedTrajectory
 
@@ -127,14 +127,12 @@ def main() -> None:
     if args.starts < 2 or len(labels) != len(args.checkpoint):
         parser.error("--starts must be at least 2, and --label give one name per checkpoint")
     for checkpoint in args.checkpoint:
-        for name in ("model.zip", "replay_buffer.pkl"):
-            if not (checkpoint / name).is_file():
-                parser.error(f"{checkpoint} holds no {name}")
+        if error := missing_checkpoint_file(checkpoint):
+            parser.error(error)
     th.set_num_threads(1)
     rows = []
     for label, checkpoint in zip(labels, args.checkpoint, strict=True):
-        model = PolyGRAD.load(checkpoint / "model.zip", env=gym.make(args.env), device="cpu")
-        model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+        model = load_checkpoint(checkpoint, args.env)
         rows.append((label, *compare(model, args.starts)))
     options = ["--env", args.env, "--name", args.name, "--starts", str(args.starts)]
     options += ["--label", *labels] if args.label else []
