@@ -126,13 +126,17 @@ def report(rows: list[GradientNoise], command: str) -> str:
         "",
         "| checkpoint | env steps | B | K | signal share, one batch | cosine of two batches | noise scale (trajectories) |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        *[
-            f"| {r.label} | {r.env_steps:,} | {r.batch_size} | {r.batches} | {r.signal_share:.1%} | {r.mean_cosine:.3f} "
-            f"| {r.noise_scale:,.0f} |"
-            for r in rows
-        ],
+        *map(table_row, rows),
     ]
     return "\n".join(lines)
+
+
+def table_row(r: GradientNoise) -> str:
+    """One checkpoint's row of :func:`report`'s table."""
+    return (
+        f"| {r.label} | {r.env_steps:,} | {r.batch_size} | {r.batches} | {r.signal_share:.1%} | {r.mean_cosine:.3f} "
+        f"| {r.noise_scale:,.0f} |"
+    )
 
 
 def _labelled(value: str) -> tuple[str, Path]:
@@ -162,7 +166,7 @@ def main() -> None:
     for label, path in args.checkpoint:
         model = load_checkpoint(path, args.env)
         rows.append(gradient_noise(model, label, args.batches, args.starts or model.imagination_batch_size))
-        print(report(rows[-1:], "").splitlines()[-1])
+        print(table_row(rows[-1]))
     options = ["--env", args.env, "--name", args.name, "--batches", str(args.batches)]
     options += ["--starts", str(args.starts)] if args.starts is not None else []
     checkpoints = [f"--checkpoint={label}={path}" for label, path in args.checkpoint]
